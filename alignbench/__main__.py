@@ -1,0 +1,5 @@
+"""``python -m alignbench`` (also what torchrun launches)."""
+
+from .cli import main
+
+main()

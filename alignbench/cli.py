@@ -1,0 +1,143 @@
+"""The ``alignbench`` command line: a thin layer over :mod:`alignbench.api`."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from . import api
+from .tasks.base import RunOptions
+
+console = Console()
+
+
+def _parse_task_options(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``key=value`` pairs (values parsed as YAML scalars); ``protocol.X=v`` sets a protocol override."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--task-option")
+        parsed = yaml.safe_load(value)
+        if key.startswith("protocol."):
+            out.setdefault("protocol", {})[key.split(".", 1)[1]] = parsed
+        else:
+            out[key] = parsed
+    return out
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str], title: str) -> Table:
+    table = Table(title=title, show_lines=False)
+    for c in columns:
+        table.add_column(c, overflow="fold")
+    for r in rows:
+        table.add_row(*("" if r.get(c) is None else str(r[c]) for c in columns))
+    return table
+
+
+@click.group()
+@click.version_option(package_name="alignbench")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+def cli(verbose: bool) -> None:
+    """ALIGN-BENCH: measure text-image alignment of vision-language models."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+@cli.command("eval")
+@click.option("--model", "model_name", required=True, help="Registered model name (`alignbench list models`).")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), help="Local checkpoint file instead of the registered download.")
+@click.option("--model-config", type=click.Path(dir_okay=False), help="JSON architecture config (reference config keys).")
+@click.option("--tokenizer", help="Tokenizer folder or hub id instead of the registered one.")
+@click.option("--image-size", type=int, help="Evaluation image size (default: the model's).")
+@click.option("--task", "task_names", multiple=True, required=True, help="Task or suite name; repeat for several.")
+@click.option("--task-option", multiple=True, help="KEY=VALUE option for the tasks, e.g. size=full or protocol.head_reduction=mean.")
+@click.option("--data-dir", type=click.Path(), help="Local data: release layout, a saved `datasets` folder or parquet files.")
+@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--num-workers", type=int, default=0, show_default=True, help="DataLoader worker processes.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True)
+@click.option("--map-method", default="attention", show_default=True)
+@click.option("--limit", type=int, help="Score only the first N samples (the result is marked partial).")
+@click.option("--output", required=True, type=click.Path(file_okay=False), help="Folder for result files.")
+@click.option("--resume/--no-resume", default=True, show_default=True, help="Reuse finished samples of the same run in --output.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def eval_cmd(model_name: str, checkpoint: str | None, model_config: str | None, tokenizer: str | None, image_size: int | None,
+             task_names: tuple[str, ...], task_option: tuple[str, ...], data_dir: str | None, batch_size: int, num_workers: int,
+             device: str, precision: str, map_method: str, limit: int | None, output: str, resume: bool, quiet: bool) -> None:
+    """Evaluate a model on tasks and write one result file per (model, task)."""
+    options = _parse_task_options(task_option)
+    tasks = api.load_tasks(list(task_names), data_dir=data_dir, options=options)
+    model = api.load_model(model_name, checkpoint=checkpoint, model_config=model_config, tokenizer=tokenizer, image_size=image_size, device=device)
+    opts = RunOptions(device=device, precision=precision, batch_size=batch_size, num_workers=num_workers, limit=limit,
+                      map_method=map_method, quiet=quiet, resume=resume)
+    results = api.evaluate(model, tasks, model_name=model_name, output_dir=output, options=opts)
+    rows = []
+    for r in results:
+        row = {"task": r["task"], "samples": f"{r['n_samples']}/{r['n_samples_total']}" + (" (partial)" if r["partial"] else "")}
+        row.update({k: f"{v:.4f}" if isinstance(v, float) else v for k, v in r["metrics"].items()})
+        rows.append(row)
+    columns = ["task", "samples", *dict.fromkeys(k for r in results for k in r["metrics"])]
+    console.print(_table(rows, columns, f"{model_name} -> {Path(output) / model_name}"))
+
+
+@cli.group("list")
+def list_group() -> None:
+    """List registered models or tasks."""
+
+
+@list_group.command("models")
+def list_models_cmd() -> None:
+    """Registered models."""
+    console.print(_table(api.list_models(), ["name", "family", "source", "description"], "models"))
+
+
+@list_group.command("tasks")
+def list_tasks_cmd() -> None:
+    """Registered tasks and suites."""
+    console.print(_table(api.list_tasks(), ["name", "probe", "size", "source", "requires"], "tasks"))
+
+
+@cli.group("convert")
+def convert_group() -> None:
+    """Convert datasets between layouts."""
+
+
+@convert_group.command("align-bench")
+@click.argument("src", type=click.Path(exists=True, file_okay=False))
+@click.argument("dst", type=click.Path(file_okay=False))
+def convert_align_bench(src: str, dst: str) -> None:
+    """Convert the release layout (SRC/images + SRC/pkls) to a `datasets` folder DST."""
+    from .data.hf import convert_release_to_hf
+
+    ds = convert_release_to_hf(Path(src), Path(dst))
+    console.print(f"wrote {len(ds)} samples to {dst}")
+
+
+def main() -> None:
+    """Console-script entry point: known errors become one clear line and exit code 2."""
+    from .data.errors import DataError, DataNotFoundError
+    from .models.base import CapabilityError
+    from .models.hub import CheckpointNotFoundError
+    from .registry import UnknownNameError
+    from .results import RunLockedError, RunMismatchError
+    from .tasks.config import TaskDefinitionError
+
+    known = (DataError, DataNotFoundError, CapabilityError, CheckpointNotFoundError, UnknownNameError,
+             RunLockedError, RunMismatchError, TaskDefinitionError, FileNotFoundError, ValueError)
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except known as e:
+        console.print(f"[bold red]error:[/] {e}", highlight=False)
+        sys.exit(2)

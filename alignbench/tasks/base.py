@@ -1,0 +1,84 @@
+"""Task classes: what a task computes per sample and how it aggregates."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from ..models.base import AlignmentModel
+from .config import TaskConfig
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run executes; recorded in results, none of it changes a score beyond tolerance."""
+
+    device: str = "cpu"
+    precision: str = "fp32"
+    batch_size: int = 8
+    num_workers: int = 0
+    limit: int | None = None
+    map_method: str = "attention"
+    quiet: bool = False
+    resume: bool = True
+
+    def autocast(self) -> Any:
+        """The autocast context for ``precision`` (a no-op for fp32)."""
+        dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16}
+        if self.precision == "fp32":
+            return torch.autocast(device_type=torch.device(self.device).type, enabled=False)
+        if self.precision not in dtypes:
+            raise ValueError(f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
+        return torch.autocast(device_type=torch.device(self.device).type, dtype=dtypes[self.precision])
+
+
+class Task(ABC):
+    """A benchmark task built from a :class:`TaskConfig` plus run-time options."""
+
+    def __init__(self, config: TaskConfig, data_dir: str | None = None, options: dict[str, Any] | None = None) -> None:
+        self.config = config
+        self.data_dir = data_dir
+        self.options = dict(options or {})
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def requires(self) -> frozenset[str]:
+        return frozenset(self.config.requires)
+
+    @abstractmethod
+    def describe_dataset(self) -> dict[str, Any]:
+        """Dataset provenance for results: source, hub id, revision, split, fingerprint."""
+
+    def describe_protocol(self) -> dict[str, Any]:
+        """Protocol parameters for results (empty for tasks without one)."""
+        return {}
+
+
+class SampleTask(Task):
+    """A task scored sample by sample, so the runner can stream, batch and resume it."""
+
+    @abstractmethod
+    def sample_ids(self) -> list[str]:
+        """Stable ids of all samples, in dataset order."""
+
+    @abstractmethod
+    def torch_dataset(self, model: AlignmentModel, indices: list[int]) -> torch.utils.data.Dataset:
+        """A dataset of the samples at ``indices``, preprocessed for ``model``."""
+
+    @abstractmethod
+    def collate_fn(self, model: AlignmentModel) -> Callable[[list[Any]], Any]:
+        """A picklable collate function producing one batch object with ``.to(device)``."""
+
+    @abstractmethod
+    def score_batch(self, model: AlignmentModel, batch: Any, opts: RunOptions) -> list[dict]:
+        """Per-sample records (JSON-serialisable, each with ``sample_id``) for one batch."""
+
+    @abstractmethod
+    def aggregate(self, records: list[dict]) -> tuple[dict[str, float | None], dict[str, Any]]:
+        """``(metrics, counts)`` over the per-sample records."""
