@@ -9,6 +9,7 @@ no arguments, or imported for its registration side effects).
 from __future__ import annotations
 
 import difflib
+import importlib
 from importlib.metadata import entry_points
 from typing import Callable, Generic, Iterator, TypeVar
 
@@ -38,6 +39,10 @@ class Registry(Generic[T]):
         self._entries[name] = entry
         return entry
 
+    def register_lazy(self, name: str, target: str) -> None:
+        """Register ``"package.module:attribute"``, imported the first time ``name`` is used."""
+        self.register(name, _Lazy(target))  # type: ignore[arg-type]
+
     def decorator(self, name: str) -> Callable[[T], T]:
         """``@registry.decorator("name")`` registers the decorated object."""
         return lambda entry: self.register(name, entry)
@@ -60,7 +65,10 @@ class Registry(Generic[T]):
             raise UnknownNameError(
                 f"unknown {self.kind} {name!r}.{hint} Run `alignbench list {self.kind}s` to see all."
             )
-        return self._entries[name]
+        entry = self._entries[name]
+        if isinstance(entry, _Lazy):
+            entry = self._entries[name] = entry.load()
+        return entry
 
     def names(self) -> list[str]:
         """All registered names, sorted."""
@@ -73,3 +81,14 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+class _Lazy:
+    """A registry entry not imported yet."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def load(self) -> object:
+        module, _, attr = self.target.partition(":")
+        return getattr(importlib.import_module(module), attr)

@@ -96,42 +96,58 @@ def run_sample_task(task: SampleTask, model: AlignmentModel, model_name: str, op
                 bar.update(len(new))
         ordered = [records[ids[i]] for i in selected]
         metrics, counts = task.aggregate(ordered)
-        wall = time.time() - started
-        result = {
-            "schema_version": SCHEMA_VERSION,
-            "task": task.name,
-            "task_version": task.config.version,
-            "probe": task.config.probe,
-            "model": model_name,
-            "n_samples": len(ordered),
-            "n_samples_total": len(ids),
-            "partial": len(ordered) < len(ids),
-            "metrics": metrics,
-            "main_metric": task.config.main_metric,
-            "counts": counts,
-            "protocol": task.describe_protocol(),
-            "map_method": task_map_method(task, opts),
-            "dataset": dataset_info,
-            "model_info": model.describe(),
-            "environment": environment(),
-            "run": {
-                "device": str(device),
-                "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-                "precision": opts.precision,
-                "batch_size": opts.batch_size,
-                "limit": opts.limit,
-                "samples_computed": len(todo),
-                "samples_resumed": len(selected) - len(todo),
-                "wall_time_s": round(wall, 3),
-                "samples_per_s": round(len(todo) / wall, 3) if wall > 0 else None,
-                "forward_share": round(forward_s / wall, 4) if wall > 0 else None,
-                "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            },
-        }
+        result = result_header(task, model, model_name, opts, dataset_info)
+        result.update(
+            n_samples=len(ordered),
+            n_samples_total=len(ids),
+            partial=len(ordered) < len(ids),
+            metrics=metrics,
+            counts=counts,
+        )
+        result["run"].update(timing(started, forward_s, computed=len(todo)), samples_resumed=len(selected) - len(todo))
         if store is not None:
             result["samples_file"] = store.samples_path.name
             store.write_result(result)
     return result
+
+
+def result_header(task: Task, model: AlignmentModel, model_name: str, opts: RunOptions, dataset_info: dict[str, Any]) -> dict[str, Any]:
+    """The fields every result file has, whatever the task type; tasks add
+    ``n_samples``, ``n_samples_total``, ``partial``, ``metrics``, ``counts`` and timing."""
+    device = torch.device(opts.device)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "task": task.name,
+        "task_version": task.config.version,
+        "task_type": task.config.task_type,
+        "probe": task.config.probe,
+        "model": model_name,
+        "main_metric": task.config.main_metric,
+        "protocol": task.describe_protocol(),
+        "map_method": task_map_method(task, opts),
+        "dataset": dataset_info,
+        "model_info": model.describe(),
+        "environment": environment(),
+        "run": {
+            "device": str(device),
+            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+            "precision": opts.precision,
+            "batch_size": opts.batch_size,
+            "limit": opts.limit,
+        },
+    }
+
+
+def timing(started: float, forward_s: float, computed: int) -> dict[str, Any]:
+    """Wall time, throughput and the model-forward share since ``started`` (``time.time()``)."""
+    wall = time.time() - started
+    return {
+        "samples_computed": computed,
+        "wall_time_s": round(wall, 3),
+        "samples_per_s": round(computed / wall, 3) if wall > 0 else None,
+        "forward_share": round(forward_s / wall, 4) if wall > 0 else None,
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
 def task_map_method(task: Task, opts: RunOptions) -> dict[str, Any] | None:
@@ -159,9 +175,4 @@ def evaluate(
         require_capabilities(model, name, task.name, task.requires)
     out = Path(output_dir) if output_dir is not None else None
     model.to(opts.device)
-    results = []
-    for task in tasks:
-        if not isinstance(task, SampleTask):
-            raise TypeError(f"task {task.name!r} ({type(task).__name__}) is not a per-sample task")
-        results.append(run_sample_task(task, model, name, opts, out))
-    return results
+    return [task.run(model, name, opts, out) for task in tasks]

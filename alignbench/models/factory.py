@@ -56,6 +56,16 @@ MODELS: Registry[ModelSpec] = Registry("model", "alignbench.models")
 FAMILIES: Registry[FamilyBuilder] = Registry("model family", "alignbench.model_families")
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "model_configs"
+ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
+BUNDLED_PREFIX = "alignbench:"
+
+
+def resolve_tokenizer(ref: str | None) -> str | None:
+    """``alignbench:NAME`` names a tokenizer shipped in the package; anything else (a folder or
+    hub id) is returned as it is."""
+    if ref and ref.startswith(BUNDLED_PREFIX):
+        return str(ASSETS_DIR / ref[len(BUNDLED_PREFIX) :])
+    return ref
 
 
 def _register_builtin_models() -> None:
@@ -105,7 +115,7 @@ def load_model(
     model = build(
         config,
         checkpoint=ckpt_path,
-        tokenizer=tokenizer or spec.tokenizer,
+        tokenizer=resolve_tokenizer(tokenizer or spec.tokenizer),
         image_size=image_size or config.get("image_size") or spec.image_size,
     )
     model.provenance = {
@@ -121,11 +131,8 @@ def load_model(
     return model.to(device).eval()
 
 
-def _build_meter(config: dict[str, Any], **kwargs: Any) -> AlignmentModel:
-    from .meter import build_meter
-
-    return build_meter(config, **kwargs)
-
-
-FAMILIES.register("meter", _build_meter)
+# Each family's package defines ``build(config, *, checkpoint, tokenizer, image_size)``.
+BUILTIN_FAMILIES = ("meter", "clip", "albef", "blip", "vilt", "flava", "bridgetower")
+for _family in BUILTIN_FAMILIES:
+    FAMILIES.register_lazy(_family, f"alignbench.models.{_family}:build")
 _register_builtin_models()

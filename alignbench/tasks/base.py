@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -59,9 +60,19 @@ class Task(ABC):
         """Protocol parameters for results (empty for tasks without one)."""
         return {}
 
+    @abstractmethod
+    def run(self, model: AlignmentModel, model_name: str, opts: RunOptions, output_dir: Path | None) -> dict[str, Any]:
+        """Score the task and return its result dict (see :func:`alignbench.runner.result_header`);
+        with ``output_dir``, also write the result files there."""
+
 
 class SampleTask(Task):
     """A task scored sample by sample, so the runner can stream, batch and resume it."""
+
+    def run(self, model: AlignmentModel, model_name: str, opts: RunOptions, output_dir: Path | None) -> dict[str, Any]:
+        from ..runner import run_sample_task
+
+        return run_sample_task(self, model, model_name, opts, output_dir)
 
     @abstractmethod
     def sample_ids(self) -> list[str]:

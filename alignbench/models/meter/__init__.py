@@ -2,6 +2,8 @@
 
 from .adapter import MeterAdapter
 from .build import build_meter, load_tokenizer
+
+build = build_meter  # the family builder alignbench.models.factory calls
 from .checkpoint import CheckpointError, LoadReport, load_checkpoint, load_into
 from .config import MeterConfig
 from .modeling import MeterModel, MeterOutput, adapt_position_encoding
