@@ -5,10 +5,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import torch
 
+from ..data.sources import DATA_SOURCES
 from ..models.base import AlignmentModel
 from .config import TaskConfig
 
@@ -19,10 +20,10 @@ class RunOptions:
 
     device: str = "cpu"
     precision: str = "fp32"
-    batch_size: int = 8
+    batch_size: int | Literal["auto"] = 8
     num_workers: int = 0
     limit: int | None = None
-    map_method: str = "attention"
+    map_method: str | None = None  # None: the model family's default method
     quiet: bool = False
     resume: bool = True
 
@@ -43,6 +44,7 @@ class Task(ABC):
         self.config = config
         self.data_dir = data_dir
         self.options = dict(options or {})
+        self._source: Any = None
 
     @property
     def name(self) -> str:
@@ -52,9 +54,26 @@ class Task(ABC):
     def requires(self) -> frozenset[str]:
         return frozenset(self.config.requires)
 
-    @abstractmethod
+    @property
+    def source(self) -> Any:
+        """The task's data source, built on first use from the definition's ``dataset.source``."""
+        if self._source is None:
+            build = DATA_SOURCES.get(self.config.dataset["source"])
+            self._source = build(self.config.dataset, self.data_dir, self.options)
+        return self._source
+
     def describe_dataset(self) -> dict[str, Any]:
         """Dataset provenance for results: source, hub id, revision, split, fingerprint."""
+        ds = self.config.dataset
+        return {
+            "source": ds["source"],
+            "hub_id": ds.get("hub_id"),
+            "revision": ds.get("revision"),
+            "split": ds.get("split"),
+            "data_dir": str(self.data_dir) if self.data_dir else None,
+            "fingerprint": self.source.fingerprint,
+            **{f"source_{k}": v for k, v in self.source.describe().items()},
+        }
 
     def describe_protocol(self) -> dict[str, Any]:
         """Protocol parameters for results (empty for tasks without one)."""

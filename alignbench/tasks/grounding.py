@@ -10,15 +10,16 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from ..data.sources import DATA_SOURCES
+from ..data import grounding_sources  # noqa: F401  (registers the refcoco and flickr30k-entities sources)
 from ..models.base import AlignmentModel, MapMethod, TextBatch
 from ..protocol import Protocol, get_protocol
 from ..scoring.grid_masks import GridMasks, prepare_grid_masks
+from ..scoring.mask_cache import GridMaskCache
 from ..scoring.metrics import mass_share, phrase_maps, pointing_hit
 from ..scoring.phrases import locate_phrase, merge_words
 from .base import RunOptions, SampleTask
@@ -42,8 +43,10 @@ class GroundingItem:
 class GroundingDataset(torch.utils.data.Dataset):
     """Samples of a grounding source at ``indices``, with image transform and grid masks."""
 
-    def __init__(self, source: Any, indices: list[int], transform: Any, grid: tuple[int, int], protocol: Protocol) -> None:
+    def __init__(self, source: Any, indices: list[int], transform: Any, grid: tuple[int, int], protocol: Protocol,
+                 masks: Callable[[Any, tuple[int, int], Protocol], GridMasks] = prepare_grid_masks) -> None:
         self.source, self.indices, self.transform, self.grid, self.protocol = source, indices, transform, grid, protocol
+        self.masks = masks
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -55,7 +58,7 @@ class GroundingDataset(torch.utils.data.Dataset):
             pixel_values=self.transform(s.image),
             caption=s.caption,
             phrases=[p.text for p in s.phrases],
-            masks=prepare_grid_masks(s, self.grid, self.protocol),
+            masks=self.masks(s, self.grid, self.protocol),
         )
 
 
@@ -178,30 +181,10 @@ class GroundingTask(SampleTask):
         overrides = {k: v for k, v in proto.items() if k != "preset"}
         overrides.update(self.options.get("protocol", {}))
         self.protocol = get_protocol(proto.get("preset", "reference"), **overrides)
-        self._source = None
-
-    @property
-    def source(self) -> Any:
-        if self._source is None:
-            build = DATA_SOURCES.get(self.config.dataset["source"])
-            self._source = build(self.config.dataset, self.data_dir, self.options)
-        return self._source
 
     @property
     def is_global(self) -> bool:
         return self.config.probe == "global-local"
-
-    def describe_dataset(self) -> dict[str, Any]:
-        ds = self.config.dataset
-        return {
-            "source": ds["source"],
-            "hub_id": ds.get("hub_id"),
-            "revision": ds.get("revision"),
-            "split": ds.get("split"),
-            "data_dir": str(self.data_dir) if self.data_dir else None,
-            "fingerprint": self.source.fingerprint,
-            **{f"source_{k}": v for k, v in self.source.describe().items()},
-        }
 
     def describe_protocol(self) -> dict[str, Any]:
         return self.protocol.as_dict()
@@ -210,7 +193,12 @@ class GroundingTask(SampleTask):
         return list(self.source.sample_ids)
 
     def torch_dataset(self, model: AlignmentModel, indices: list[int]) -> GroundingDataset:
-        return GroundingDataset(self.source, indices, model.image_transform(), model.grid_size, self.protocol)
+        return GroundingDataset(self.source, indices, model.image_transform(), model.grid_size, self.protocol,
+                                GridMaskCache(self.source.fingerprint))
+
+    def shared_batch_key(self) -> tuple:
+        """Both probes on one dataset and protocol read identical batches (one pass, one forward)."""
+        return ("grounding", self.source.fingerprint, self.protocol)
 
     def collate_fn(self, model: AlignmentModel) -> GroundingCollate:
         return GroundingCollate(model.text_processor(), self.protocol.punctuation_tokens)
