@@ -1,0 +1,185 @@
+"""The open_clip dual-encoder family behind the :class:`~alignbench.models.base.AlignmentModel` contract.
+
+A dual encoder has no text->image attention, so its maps compare the caption (or a piece of
+it) with the image patches:
+
+* ``patch-similarity`` (default): the visual patch tokens, after ``ln_post`` and projected with
+  ``visual.proj`` into the joint space, are compared by cosine with a text embedding; a row is
+  ``softmax_patches(logit_scale * cos)``, a distribution over the patches like a fusion model's
+  attention row (non-negative, so relevance-mass scores are defined).
+* ``relevancy``: Chefer et al. (2021) gradient relevancy of the image-text cosine through the
+  visual attention layers (:mod:`.relevancy`).
+
+Which text is compared: row 0 (``<start_of_text>``, the batch's ``global_index``) holds the map
+of the whole caption, encoded as usual (its embedding is read at ``<end_of_text>``, whose position
+varies, hence row 0 carries it). Every other caption token's row holds the map of the tokenizer
+unit (word, digit, punctuation run; see :mod:`.tokenization`) the token belongs to, encoded on its
+own as ``<start_of_text> unit <end_of_text>``. A phrase map sums its tokens' rows; relevance-mass
+and pointing scores do not change with a map's scale, so a one-word phrase scores exactly as that
+word encoded alone, and a multi-word phrase as the sum of its words' maps. Maps ignore
+``MapMethod.layer`` and ``head_reduction``. The match score is the cosine similarity of the global
+embeddings.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from open_clip.model import CLIP
+
+from ..base import AlignmentModel, CapabilityError, MapMethod, TextBatch
+from ..image import ImageTransform
+from ..hf_common import gradients_enabled
+from .relevancy import recording_attention, relevancy_step
+from .tokenization import ClipTextProcessor
+
+
+class ClipAdapter(AlignmentModel):
+    """An open_clip :class:`~open_clip.model.CLIP` with its BPE tokenizer (see the module docstring)."""
+
+    family: ClassVar[str] = "clip"
+    capabilities: ClassVar[frozenset[str]] = frozenset({"maps", "match", "embed"})
+    map_methods: ClassVar[tuple[str, ...]] = ("patch-similarity", "relevancy")
+
+    def __init__(
+        self,
+        model: CLIP,
+        text_processor: ClipTextProcessor,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        provenance: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        visual = getattr(model, "visual", None)
+        if not isinstance(model, CLIP) or getattr(visual, "pool_type", None) != "tok" or getattr(visual, "attn_pool", True) is not None:
+            raise ValueError(
+                f"the clip family supports open_clip CLIP models with a class-token ViT image tower, not {type(model).__name__} "
+                f"with {type(visual).__name__}"
+            )
+        h, w = visual.image_size
+        if h != w:
+            raise ValueError(f"the clip family needs a square image input, got {h}x{w}")
+        visual.output_tokens = True
+        self.model = model
+        self._text = text_processor
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.provenance = dict(provenance or {})
+
+    @property
+    def image_size(self) -> int:
+        return self.model.visual.image_size[0]
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        return tuple(self.model.visual.grid_size)
+
+    def image_transform(self) -> ImageTransform:
+        """Squash resize to the model input (no centre crop: maps cover the whole image, as the
+        region masks do), then normalise with the model's mean/std."""
+        return ImageTransform(self.image_size, self.mean, self.std)
+
+    def tokenize(self, texts: list[str]) -> TextBatch:
+        return self._text(texts)
+
+    def text_processor(self) -> ClipTextProcessor:
+        return self._text
+
+    @property
+    def _device(self) -> torch.device:
+        return self.model.logit_scale.device
+
+    def _encode_ids(self, rows: list[list[int]]) -> torch.Tensor:
+        """Text embeddings ``[N, E]`` of id sequences (``<start_of_text> ... <end_of_text>``)."""
+        ids = torch.zeros(len(rows), self._text.context_length, dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(r)
+        return self.model.encode_text(ids.to(self._device))
+
+    def _queries(self, text: TextBatch) -> tuple[list[list[int]], torch.Tensor]:
+        """The texts the rows compare with, and per row ``[B, L]`` the index of its text (-1: zero row).
+
+        Texts ``0..B-1`` are the captions (rows at ``global_index``); then every distinct unit."""
+        ids, special, span = text.input_ids.cpu(), text.special.cpu(), text.extra["unit_span"].cpu()
+        lengths = text.attention_mask.sum(dim=1).tolist()
+        texts = [ids[b, :n].tolist() for b, n in enumerate(lengths)]
+        rows = torch.full(ids.shape, -1, dtype=torch.long)
+        rows[:, text.global_index] = torch.arange(len(texts))
+        sot, eot = self._text.tokenizer.sot_token_id, self._text.tokenizer.eot_token_id
+        units: dict[tuple[int, ...], int] = {}
+        for b, t in (~special).nonzero().tolist():
+            s, e = span[b, t].tolist()
+            unit = tuple(ids[b, s:e].tolist())
+            if unit not in units:
+                units[unit] = len(texts)
+                texts.append([sot, *unit, eot])
+            rows[b, t] = units[unit]
+        return texts, rows
+
+    def _check(self, method: MapMethod) -> None:
+        if method.name not in self.map_methods:
+            raise CapabilityError(f"{self.family} models have no map method {method.name!r}; use one of {self.map_methods}")
+
+    def text_image_maps(self, pixel_values: torch.Tensor, text: TextBatch, method: MapMethod) -> torch.Tensor:
+        """``[B, L, gh, gw]``: row ``global_index`` the whole caption, other rows their unit; specials and padding 0."""
+        self._check(method)
+        texts, rows = self._queries(text)
+        rows = rows.to(self._device)
+        px = pixel_values.to(self._device)
+        if method.name == "patch-similarity":
+            per_text = self._patch_similarity(px, texts)
+        else:
+            per_text = self._relevancy(px, texts, rows)
+        B, L = rows.shape
+        maps = per_text.gather(1, rows.clamp(min=0)[..., None].expand(B, L, per_text.shape[-1]))
+        maps = maps * (rows >= 0)[..., None].to(maps.dtype)
+        return maps.reshape(B, L, *self.grid_size)
+
+    @torch.no_grad()
+    def _patch_similarity(self, px: torch.Tensor, texts: list[list[int]]) -> torch.Tensor:
+        """``[B, T, N]`` softmax over patches of the scaled cosine of every patch with every text."""
+        _, tokens = self.model.visual(px)
+        patches = F.normalize(tokens @ self.model.visual.proj, dim=-1)
+        queries = F.normalize(self._encode_ids(texts), dim=-1)
+        sim = torch.einsum("bne,te->btn", patches, queries)
+        return (self.model.logit_scale.exp() * sim).softmax(dim=-1)
+
+    def _relevancy(self, px: torch.Tensor, texts: list[list[int]], rows: torch.Tensor) -> torch.Tensor:
+        """``[B, T, N]`` relevancy of each image for the texts its rows use (0 for the others).
+
+        One backward pass per step explains one text per image at once (images do not interact)."""
+        needed = [sorted(set(r[r >= 0].tolist())) for r in rows.cpu()]
+        with gradients_enabled():
+            with torch.no_grad():
+                queries = F.normalize(self._encode_ids(texts), dim=-1)
+            with recording_attention(list(self.model.visual.transformer.resblocks)) as probs:
+                images = F.normalize(self.model.visual(px.clone())[0], dim=-1)
+            out = torch.zeros(len(needed), len(texts), probs[0].shape[-1] - 1, device=px.device)
+            for k in range(max(map(len, needed))):
+                bs = torch.tensor([b for b, q in enumerate(needed) if k < len(q)], device=px.device)
+                qs = torch.tensor([q[k] for q in needed if k < len(q)], device=px.device)
+                score = (images[bs] * queries[qs]).sum()
+                out[bs, qs] = relevancy_step(score, probs)[bs]
+        return out
+
+    @torch.no_grad()
+    def match_scores(self, pixel_values: torch.Tensor, text: TextBatch) -> torch.Tensor:
+        """Cosine similarity of the image and caption embeddings, ``[B]``."""
+        image = F.normalize(self.embed_images(pixel_values), dim=-1)
+        return (image * F.normalize(self.embed_texts(text), dim=-1)).sum(dim=-1)
+
+    @torch.no_grad()
+    def embed_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Projected image embeddings ``[B, E]`` (unnormalised)."""
+        return self.model.visual(pixel_values.to(self._device))[0]
+
+    @torch.no_grad()
+    def embed_texts(self, text: TextBatch) -> torch.Tensor:
+        """Projected caption embeddings ``[B, E]`` (unnormalised)."""
+        lengths = text.attention_mask.sum(dim=1).tolist()
+        return self._encode_ids([text.input_ids[b, :n].tolist() for b, n in enumerate(lengths)])
+
+    def describe(self) -> dict:
+        """Provenance, family, parameters, image size and capabilities."""
+        return {**super().describe(), "image_size": self.image_size, "capabilities": sorted(self.capabilities)}
