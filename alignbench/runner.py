@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import platform
 import sys
 import time
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, nullcontext
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -14,12 +17,22 @@ import numpy as np
 import PIL
 import torch
 import transformers
+from threadpoolctl import ThreadpoolController, threadpool_limits
 
 from .__about__ import __version__
 from .models.base import AlignmentModel, require_capabilities
 from .progress import progress_bar
 from .results import SCHEMA_VERSION, RunStore
 from .tasks.base import RunOptions, SampleTask, Task
+
+log = logging.getLogger(__name__)
+
+MAX_AUTO_BATCH = 256
+"""The largest batch size ``batch_size="auto"`` tries."""
+
+CUDA_MEMORY_SHARE = 0.8
+"""``batch_size="auto"`` keeps a probe batch's peak CUDA memory below this share of the GPU,
+leaving room for batches with longer captions than the probe's."""
 
 
 def environment() -> dict[str, str]:
@@ -57,57 +70,245 @@ def _select(ids: list[str], limit: int | None) -> list[int]:
     return list(range(n))
 
 
-def run_sample_task(task: SampleTask, model: AlignmentModel, model_name: str, opts: RunOptions, output_dir: Path | None) -> dict[str, Any]:
-    """Score ``task`` with ``model``; with ``output_dir``, stream records there and resume."""
-    require_capabilities(model, model_name, task.name, task.requires)
-    started = time.time()
+_THREADPOOLS = ThreadpoolController()
+
+
+@contextmanager
+def single_threaded() -> Iterator[None]:
+    """Run torch and BLAS single-threaded inside the block.
+
+    Data preparation works on small per-sample arrays, where intra-op threads only add
+    synchronisation (on a loaded machine, 10-40x slower elementwise ops); parallelism comes
+    from DataLoader workers instead. The model forward keeps the process's thread settings.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with _THREADPOOLS.limit(limits=1):
+            yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _init_worker(worker_id: int) -> None:
+    """DataLoader worker setup: torch already runs one thread per worker; so does BLAS here."""
+    threadpool_limits(limits=1)
+
+
+def _batches(loader: torch.utils.data.DataLoader, device: torch.device) -> Iterator[Any]:
+    """The loader's batches on ``device``; main-process preparation runs single-threaded."""
+    it = iter(loader)
+    while True:
+        with single_threaded() if loader.num_workers == 0 else nullcontext():
+            batch = next(it, None)
+        if batch is None:
+            return
+        yield batch.to(device)
+
+
+@contextmanager
+def _shared_maps(model: AlignmentModel) -> Iterator[None]:
+    """Inside the block, repeated ``text_image_maps`` calls on the same tensors run the model once."""
+    compute = model.text_image_maps
+    memo: dict[tuple, torch.Tensor] = {}
+
+    def maps(pixel_values: torch.Tensor, text: Any, method: Any) -> torch.Tensor:
+        key = (id(pixel_values), id(text), method)
+        if key not in memo:
+            memo[key] = compute(pixel_values, text, method)
+        return memo[key]
+
+    model.text_image_maps = maps  # an instance attribute shadows the method
+    try:
+        yield
+    finally:
+        del model.text_image_maps
+
+
+def _score(tasks: list[SampleTask], model: AlignmentModel, batch: Any, opts: RunOptions, device: torch.device) -> tuple[list[list[dict]], float]:
+    """Each task's records for one batch, and the seconds spent in the model (device work
+    included). Tasks sharing a batch share one forward pass."""
+    t0 = time.perf_counter()
+    with torch.inference_mode(), _shared_maps(model) if len(tasks) > 1 else nullcontext():
+        records = [task.score_batch(model, batch, opts) for task in tasks]
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return records, time.perf_counter() - t0
+
+
+def _is_oom(exc: RuntimeError) -> bool:
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc)
+
+
+@dataclass
+class AutoBatch:
+    """What :func:`auto_batch_size` found: the size, and each task's records of the largest
+    probe batch (the first ``len(records[0])`` samples, so the run need not score them again)."""
+
+    size: int
+    records: list[list[dict]]
+    forward_s: float
+
+
+def auto_batch_size(tasks: list[SampleTask], model: AlignmentModel, opts: RunOptions, indices: list[int], max_batch: int = MAX_AUTO_BATCH) -> AutoBatch:
+    """The batch size for ``batch_size="auto"``.
+
+    The first 1, 2, 4, ... samples (at most ``max_batch`` and the number of samples) are
+    scored as one batch until a batch runs out of device memory, uses more than
+    :data:`CUDA_MEMORY_SHARE` of a GPU, or no longer raises throughput by 10% (on CPU memory
+    is rarely the limit, throughput is); the largest size before that wins. ``tasks`` share
+    their batches (see :func:`run_sample_tasks`).
+    """
+    device = torch.device(opts.device)
+    max_batch = min(max_batch, len(indices))
+    dataset = tasks[0].torch_dataset(model, indices[:max_batch])
+    collate = tasks[0].collate_fn(model)
+    items: list[Any] = []
+    found = AutoBatch(1, [[] for _ in tasks], 0.0)
+    best_rate, size = 0.0, 1
+    while size <= max_batch:
+        with single_threaded():
+            items.extend(dataset[k] for k in range(len(items), size))
+            batch = collate(items[:size]).to(device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        try:
+            records, seconds = _score(tasks, model, batch, opts, device)
+        except RuntimeError as exc:  # torch.cuda.OutOfMemoryError is one
+            if not _is_oom(exc):
+                raise
+            break
+        finally:
+            del batch
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+        found.records, found.forward_s = records, found.forward_s + seconds
+        rate = size / seconds
+        if device.type == "cuda":
+            if torch.cuda.max_memory_allocated(device) > CUDA_MEMORY_SHARE * torch.cuda.get_device_properties(device).total_memory:
+                break
+        elif rate < 1.1 * best_rate:
+            break
+        found.size, best_rate = size, rate
+        size *= 2
+    log.info("batch size auto: %d for %s on %s", found.size, ", ".join(t.name for t in tasks), device)
+    return found
+
+
+@dataclass
+class _TaskRun:
+    """One task's samples, finished records and store during a run."""
+
+    task: SampleTask
+    store: RunStore | None
+    dataset_info: dict[str, Any]
+    ids: list[str]
+    selected: list[int]
+    records: dict[str, dict]
+
+    @property
+    def todo(self) -> list[int]:
+        return [i for i in self.selected if self.ids[i] not in self.records]
+
+    def add(self, records: list[dict]) -> None:
+        """Keep finished records and append them to the store (flushed)."""
+        if self.store is not None:
+            self.store.append(records)
+        self.records.update((r["sample_id"], r) for r in records)
+
+
+def _open_run(task: SampleTask, model: AlignmentModel, model_name: str, opts: RunOptions, output_dir: Path | None, stack: ExitStack) -> _TaskRun:
     dataset_info = task.describe_dataset()
     ids = task.sample_ids()
-    selected = _select(ids, opts.limit)
-    store = RunStore(output_dir, model_name, task.name) if output_dir is not None else None
-    records: dict[str, dict] = {}
-    forward_s = 0.0
-    with store if store is not None else nullcontext():
-        if store is not None:
-            records = store.start(_run_key(task, model, model_name, opts, dataset_info), resume=opts.resume)
-        todo = [i for i in selected if ids[i] not in records]
-        device = torch.device(opts.device)
-        loader = torch.utils.data.DataLoader(
-            task.torch_dataset(model, todo),
-            batch_size=opts.batch_size,
-            collate_fn=task.collate_fn(model),
-            num_workers=opts.num_workers,
-            pin_memory=device.type == "cuda",
-            persistent_workers=False,
-        )
-        model.eval()
-        with progress_bar(total=len(selected), initial=len(selected) - len(todo), desc=f"{model_name} | {task.name}", quiet=opts.quiet) as bar:
-            for batch in loader:
-                batch = batch.to(device)
-                t0 = time.perf_counter()
-                with torch.inference_mode():
-                    new = task.score_batch(model, batch, opts)
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                forward_s += time.perf_counter() - t0
-                if store is not None:
-                    store.append(new)
-                records.update((r["sample_id"], r) for r in new)
-                bar.update(len(new))
-        ordered = [records[ids[i]] for i in selected]
-        metrics, counts = task.aggregate(ordered)
-        result = result_header(task, model, model_name, opts, dataset_info)
-        result.update(
-            n_samples=len(ordered),
-            n_samples_total=len(ids),
-            partial=len(ordered) < len(ids),
-            metrics=metrics,
-            counts=counts,
-        )
-        result["run"].update(timing(started, forward_s, computed=len(todo)), samples_resumed=len(selected) - len(todo))
-        if store is not None:
-            result["samples_file"] = store.samples_path.name
-            store.write_result(result)
+    store = stack.enter_context(RunStore(output_dir, model_name, task.name)) if output_dir is not None else None
+    records = store.start(_run_key(task, model, model_name, opts, dataset_info), resume=opts.resume) if store is not None else {}
+    return _TaskRun(task, store, dataset_info, ids, _select(ids, opts.limit), records)
+
+
+def run_sample_task(task: SampleTask, model: AlignmentModel, model_name: str, opts: RunOptions, output_dir: Path | None) -> dict[str, Any]:
+    """Score ``task`` with ``model``; with ``output_dir``, stream records there and resume.
+
+    Finished records are appended (flushed, fsynced) after every batch, so a run killed at any
+    point resumes with only the missing samples computed. ``opts.batch_size`` may be
+    ``"auto"`` (see :func:`auto_batch_size`).
+    """
+    return run_sample_tasks([task], model, model_name, opts, output_dir)[0]
+
+
+def run_sample_tasks(tasks: list[SampleTask], model: AlignmentModel, model_name: str, opts: RunOptions, output_dir: Path | None) -> list[dict[str, Any]]:
+    """Score tasks that read identical batches (equal :func:`shared_batch_key`) in one pass:
+    one data pipeline and one model forward per batch for all of them.
+
+    Each task keeps its own records, store and result; tasks at different points of a resumed
+    run are scored one after the other instead. Their results report the shared pass's wall
+    time and forward time.
+    """
+    for task in tasks:
+        require_capabilities(model, model_name, task.name, task.requires)
+    with ExitStack() as stack:
+        runs = [_open_run(task, model, model_name, opts, output_dir, stack) for task in tasks]
+        groups = [runs] if all(r.todo == runs[0].todo and r.selected == runs[0].selected for r in runs) else [[r] for r in runs]
+        return [result for group in groups for result in _run_group(group, model, model_name, opts)]
+
+
+def _run_group(runs: list[_TaskRun], model: AlignmentModel, model_name: str, opts: RunOptions) -> list[dict[str, Any]]:
+    started = time.time()
+    lead, tasks = runs[0], [r.task for r in runs]
+    todo = lead.todo
+    device = torch.device(opts.device)
+    model.eval()
+    forward_s, batch_size, rest = 0.0, 1, todo
+    if opts.batch_size != "auto":
+        batch_size = int(opts.batch_size)
+    elif todo:  # the probe's largest batch is real work: keep its records
+        auto = auto_batch_size(tasks, model, opts, todo)
+        batch_size, rest, forward_s = auto.size, todo[len(auto.records[0]) :], auto.forward_s
+        for run, records in zip(runs, auto.records):
+            run.add(records)
+    loader = torch.utils.data.DataLoader(
+        lead.task.torch_dataset(model, rest),
+        batch_size=batch_size,
+        collate_fn=lead.task.collate_fn(model),
+        num_workers=opts.num_workers,
+        pin_memory=device.type == "cuda",
+        worker_init_fn=_init_worker if opts.num_workers > 0 else None,
+        persistent_workers=False,
+    )
+    desc = f"{model_name} | {' + '.join(t.name for t in tasks)}"
+    total = len(lead.selected)
+    with progress_bar(total=total, initial=total - len(rest), desc=desc, quiet=opts.quiet) as bar:
+        for batch in _batches(loader, device):
+            new, seconds = _score(tasks, model, batch, opts, device)
+            forward_s += seconds
+            for run, records in zip(runs, new):
+                run.add(records)
+            bar.update(len(new[0]))
+    return [_finish(run, model, model_name, opts, started, forward_s, len(todo), batch_size) for run in runs]
+
+
+def _finish(run: _TaskRun, model: AlignmentModel, model_name: str, opts: RunOptions, started: float, forward_s: float,
+            computed: int, batch_size: int) -> dict[str, Any]:
+    """Aggregate a run's records into its result and write it."""
+    ordered = [run.records[run.ids[i]] for i in run.selected]
+    metrics, counts = run.task.aggregate(ordered)
+    result = result_header(run.task, model, model_name, opts, run.dataset_info)
+    result.update(
+        n_samples=len(ordered),
+        n_samples_total=len(run.ids),
+        partial=len(ordered) < len(run.ids),
+        metrics=metrics,
+        counts=counts,
+    )
+    result["run"].update(
+        timing(started, forward_s, computed=computed),
+        samples_resumed=len(run.selected) - computed,
+        batch_size_used=batch_size,
+        num_workers=opts.num_workers,
+        threads=torch.get_num_threads(),
+    )
+    if run.store is not None:
+        result["samples_file"] = run.store.samples_path.name
+        run.store.write_result(result)
     return result
 
 
@@ -169,10 +370,50 @@ def evaluate(
     Capabilities are checked for all tasks before any work starts. With ``output_dir`` the
     results and per-sample records are written there (see :mod:`alignbench.results`).
     """
-    opts = options or RunOptions()
+    opts = resolve_map_method(options or RunOptions(), model)
     name = model_name or model.describe().get("name") or type(model).__name__
     for task in tasks:
         require_capabilities(model, name, task.name, task.requires)
     out = Path(output_dir) if output_dir is not None else None
     model.to(opts.device)
-    return [task.run(model, name, opts, out) for task in tasks]
+    results = []
+    for group in _shared_groups(tasks):
+        if len(group) > 1:
+            results += run_sample_tasks(group, model, name, opts, out)
+        else:
+            results.append(group[0].run(model, name, opts, out))
+    return results
+
+
+def resolve_map_method(opts: RunOptions, model: AlignmentModel) -> RunOptions:
+    """``map_method=None`` means the model family's default (its first map method); a method
+    the family does not offer is an error before any work starts."""
+    if opts.map_method is None:
+        return replace(opts, map_method=model.map_methods[0] if model.map_methods else "attention")
+    if model.map_methods and opts.map_method not in model.map_methods:
+        raise ValueError(
+            f"map method {opts.map_method!r} is not offered by {model.family} models; choose one of {list(model.map_methods)}"
+        )
+    return opts
+
+
+def shared_batch_key(task: Task) -> Any:
+    """A hashable key, equal for sample tasks that read identical batches, or ``None``.
+
+    A :class:`SampleTask` opts in with a ``shared_batch_key()`` method (e.g. both grounding
+    probes on one dataset and protocol); tasks without one always run alone.
+    """
+    key = getattr(task, "shared_batch_key", None)
+    return key() if isinstance(task, SampleTask) and key is not None else None
+
+
+def _shared_groups(tasks: list[Task]) -> list[list[Task]]:
+    """Consecutive tasks with the same non-``None`` :func:`shared_batch_key` form one group."""
+    groups: list[list[Task]] = []
+    for task in tasks:
+        key = shared_batch_key(task)
+        if groups and key is not None and shared_batch_key(groups[-1][0]) == key:
+            groups[-1].append(task)
+        else:
+            groups.append([task])
+    return groups

@@ -14,6 +14,12 @@ from ..data.sample import GroundingSample, Region
 from ..protocol import Protocol
 from .resize import resize_stack
 
+MASKS_VERSION = 1
+"""Bump whenever :func:`prepare_grid_masks` changes its output; invalidates cached masks."""
+
+MASK_PARAMETERS = ("box_coords", "background_threshold", "pixel_mask_combine", "mask_resize")
+"""The :class:`~alignbench.protocol.Protocol` fields that grid masks depend on."""
+
 
 @dataclass
 class GridMasks:
@@ -98,15 +104,19 @@ def prepare_grid_masks(sample: GroundingSample, grid: tuple[int, int], protocol:
     g_box, g_pixel = _combine(kept, hw, protocol)
     has_pixel = g_pixel is not None and all(px is not None for _, px in per_phrase)
 
-    full_box = np.stack([b for b, _ in per_phrase] + [g_box])
+    # One stack, one resize: P phrase box masks + global box [+ the same for pixel masks].
+    stack = [b for b, _ in per_phrase] + [g_box]
+    if has_pixel:
+        stack += [px for _, px in per_phrase] + [g_pixel]
+    full = np.stack(stack)
     ys, xs = _cell_centres(hw, grid)
-    box = resize_stack(full_box, grid, protocol.mask_resize)
-    box_hit = full_box[:, ys][:, :, xs] > 0
+    resized = resize_stack(full, grid, protocol.mask_resize)
+    hits = full[:, ys][:, :, xs] > 0
+    n = len(per_phrase) + 1
+    box, box_hit = resized[:n], hits[:n]
     pixel = pixel_hit = None
     if has_pixel:
-        full_pixel = np.stack([px for _, px in per_phrase] + [g_pixel])
-        pixel = resize_stack(full_pixel, grid, protocol.mask_resize)
-        pixel_hit = full_pixel[:, ys][:, :, xs] > 0
+        pixel, pixel_hit = resized[n:], hits[n:]
     return GridMasks(
         phrase_box=box[:-1],
         phrase_box_hit=box_hit[:-1],
