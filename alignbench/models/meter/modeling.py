@@ -96,10 +96,19 @@ class VisualTransformer(nn.Module):
         self.transformer = VisualTransformerStack(width, config.vision_resblocks, config.vision_heads)
         self.ln_post = LayerNormFp32(width)
 
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, pixel_values: torch.Tensor, patch_mask: torch.Tensor | None = None, keep: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Features ``[B, 1 + n, W]``. Training-time masking (both default off):
+        ``patch_mask [B, g*g]`` (bool) replaces those patches by ``visual_mask_token``;
+        ``keep [B, K]`` (patch indices) drops all other patches after position embedding."""
         x = self.conv1(pixel_values).flatten(2).transpose(1, 2)  # [B, g*g, W], row-major patches
+        if patch_mask is not None:
+            x = torch.where(patch_mask[..., None], self.visual_mask_token.to(x.dtype), x)
         cls = self.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
         x = torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype)
+        if keep is not None:
+            x = torch.cat([x[:, :1], x[:, 1:].gather(1, keep[..., None].expand(-1, -1, x.shape[-1]))], dim=1)
         return self.ln_post(self.transformer(self.ln_pre(x)))
 
 
@@ -146,8 +155,8 @@ class VisionTower(nn.Module):
         self.decoder_norm = nn.LayerNorm(dim)
         self.decoder_pred = nn.Linear(dim, config.patch_size**2 * 3)
 
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.visual(pixel_values)
+    def forward(self, pixel_values: torch.Tensor, **masking: torch.Tensor | None) -> torch.Tensor:
+        return self.visual(pixel_values, **masking)
 
 
 # --------------------------------------------------------------------------- co-attention layers
@@ -273,15 +282,23 @@ class MLMTransform(nn.Module):
         self.dense = nn.Linear(hidden, hidden)
         self.LayerNorm = nn.LayerNorm(hidden, eps=CROSS_LAYER_NORM_EPS)
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(F.gelu(self.dense(x)))
+
 
 class MLMHead(nn.Module):
-    """Masked-language-modelling head; parameters only (pre-training, never run here)."""
+    """Masked-language-modelling head (BERT prediction head: dense, GELU, LayerNorm, decoder + bias);
+    used by ``alignbench train``."""
 
     def __init__(self, hidden: int, vocab_size: int) -> None:
         super().__init__()
         self.transform = MLMTransform(hidden)
         self.decoder = nn.Linear(hidden, vocab_size, bias=False)
         self.bias = nn.Parameter(torch.zeros(vocab_size))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Vocabulary logits ``[..., vocab]``."""
+        return self.decoder(self.transform(x)) + self.bias
 
 
 def contrastive_projection(hidden: int, out_dim: int) -> nn.Sequential:
@@ -354,9 +371,27 @@ class MeterModel(nn.Module):
             x = layer(x, attention_mask=mask)[0]
         return x
 
-    def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """CLIP visual features ``[B, 1+g*g, Dv]`` (after ``ln_post``, no projection)."""
-        return self.vision_transformer(pixel_values)
+    def encode_image(self, pixel_values: torch.Tensor, **masking: torch.Tensor | None) -> torch.Tensor:
+        """CLIP visual features ``[B, 1+g*g, Dv]`` (after ``ln_post``, no projection); see
+        :meth:`VisualTransformer.forward` for the training-time masking arguments."""
+        return self.vision_transformer(pixel_values, **masking)
+
+    def fuse(
+        self, text_out: torch.Tensor, attention_mask: torch.Tensor, image_out: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Co-attention stack on encoder outputs: fused text ``x``, fused image ``y`` and the
+        text-side cross-attention probabilities of every layer. Both streams of a layer read
+        the previous layer's ``x`` and ``y``."""
+        x = self.cross_modal_text_transform(text_out) + self.token_type_embeddings.weight[0]
+        y = self.cross_modal_image_transform(image_out) + self.token_type_embeddings.weight[1]
+        text_mask = extended_mask(attention_mask, x.dtype)
+        cross_attentions = []
+        for text_layer, image_layer in zip(self.cross_modal_text_layers, self.cross_modal_image_layers, strict=True):
+            x_next, t2i = text_layer(x, y, text_mask, None)
+            y_next, _ = image_layer(y, x, None, text_mask)
+            x, y = x_next, y_next
+            cross_attentions.append(t2i)
+        return x, y, cross_attentions
 
     def infer(
         self,
@@ -368,15 +403,7 @@ class MeterModel(nn.Module):
         """The reference ``infer()`` (no masking, image token type 1) on a padded batch."""
         text_out = self.encode_text(input_ids, attention_mask)
         image_out = self.encode_image(pixel_values)
-        x = self.cross_modal_text_transform(text_out) + self.token_type_embeddings.weight[0]
-        y = self.cross_modal_image_transform(image_out) + self.token_type_embeddings.weight[1]
-        text_mask = extended_mask(attention_mask, x.dtype)
-        cross_attentions = []
-        for text_layer, image_layer in zip(self.cross_modal_text_layers, self.cross_modal_image_layers, strict=True):
-            x_next, t2i = text_layer(x, y, text_mask, None)
-            y_next, _ = image_layer(y, x, None, text_mask)
-            x, y = x_next, y_next
-            cross_attentions.append(t2i)
+        x, y, cross_attentions = self.fuse(text_out, attention_mask, image_out)
         cls_feats = torch.cat([self.cross_modal_text_pooler(x), self.cross_modal_image_pooler(y)], dim=-1)
         return MeterOutput(
             text_encoder_out=text_out,

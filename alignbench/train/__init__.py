@@ -1,0 +1,5 @@
+"""Pre-training objectives and a small CPU training loop (``alignbench train``)."""
+
+from .trainer import RECIPES, TrainConfig, Trainer, train
+
+__all__ = ["RECIPES", "TrainConfig", "Trainer", "train"]
