@@ -42,6 +42,26 @@ def _table(rows: list[dict[str, Any]], columns: list[str], title: str) -> Table:
     return table
 
 
+class _BatchSize(click.ParamType):
+    """A positive integer or ``auto``."""
+
+    name = "INTEGER|auto"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int | str:
+        if isinstance(value, int) or value == "auto":
+            return value
+        try:
+            n = int(value)
+        except ValueError:
+            n = 0
+        if n < 1:
+            self.fail(f"{value!r} is neither a positive integer nor 'auto'", param, ctx)
+        return n
+
+
+BATCH_SIZE = _BatchSize()
+
+
 @click.group()
 @click.version_option(package_name="alignbench")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
@@ -59,18 +79,22 @@ def cli(verbose: bool) -> None:
 @click.option("--task", "task_names", multiple=True, required=True, help="Task or suite name; repeat for several.")
 @click.option("--task-option", multiple=True, help="KEY=VALUE option for the tasks, e.g. size=full or protocol.head_reduction=mean.")
 @click.option("--data-dir", type=click.Path(), help="Local data: release layout, a saved `datasets` folder or parquet files.")
-@click.option("--batch-size", type=int, default=8, show_default=True)
-@click.option("--num-workers", type=int, default=0, show_default=True, help="DataLoader worker processes.")
+@click.option("--batch-size", type=BATCH_SIZE, default="8", show_default=True,
+              help="Samples per batch, or `auto`: the largest that fits the device (on CPU: until throughput stops rising).")
+@click.option("--num-workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="DataLoader worker processes decoding images and preparing masks while the model runs.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True)
-@click.option("--map-method", default="attention", show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
+              help="Autocast precision of the model forward (recorded in results; bf16/fp16 scores stay within 1e-2 of fp32).")
+@click.option("--map-method", default=None, help="Map method (default: the model family's first, e.g. attention for fusion models).")
 @click.option("--limit", type=int, help="Score only the first N samples (the result is marked partial).")
 @click.option("--output", required=True, type=click.Path(file_okay=False), help="Folder for result files.")
-@click.option("--resume/--no-resume", default=True, show_default=True, help="Reuse finished samples of the same run in --output.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--resume/--no-resume", default=True, show_default=True,
+              help="Reuse finished samples of the same run in --output (a killed run computes only the rest).")
+@click.option("--quiet", is_flag=True, help="No progress bar (it is also off when stderr is not a terminal).")
 def eval_cmd(model_name: str, checkpoint: str | None, model_config: str | None, tokenizer: str | None, image_size: int | None,
-             task_names: tuple[str, ...], task_option: tuple[str, ...], data_dir: str | None, batch_size: int, num_workers: int,
-             device: str, precision: str, map_method: str, limit: int | None, output: str, resume: bool, quiet: bool) -> None:
+             task_names: tuple[str, ...], task_option: tuple[str, ...], data_dir: str | None, batch_size: int | str, num_workers: int,
+             device: str, precision: str, map_method: str | None, limit: int | None, output: str, resume: bool, quiet: bool) -> None:
     """Evaluate a model on tasks and write one result file per (model, task)."""
     options = _parse_task_options(task_option)
     tasks = api.load_tasks(list(task_names), data_dir=data_dir, options=options)
@@ -120,17 +144,25 @@ def convert_align_bench(src: str, dst: str) -> None:
     console.print(f"wrote {len(ds)} samples to {dst}")
 
 
+from .cli_reports import leaderboard_cmd, regress_cmd, show_cmd  # noqa: E402
+from .train.cli import train_cmd  # noqa: E402
+
+for _command in (leaderboard_cmd, regress_cmd, show_cmd, train_cmd):
+    cli.add_command(_command)
+
+
 def main() -> None:
     """Console-script entry point: known errors become one clear line and exit code 2."""
     from .data.errors import DataError, DataNotFoundError
     from .models.base import CapabilityError
     from .models.hub import CheckpointNotFoundError
+    from .models.meter.checkpoint import CheckpointError
     from .registry import UnknownNameError
     from .results import RunLockedError, RunMismatchError
     from .tasks.config import TaskDefinitionError
 
     known = (DataError, DataNotFoundError, CapabilityError, CheckpointNotFoundError, UnknownNameError,
-             RunLockedError, RunMismatchError, TaskDefinitionError, FileNotFoundError, ValueError)
+             RunLockedError, RunMismatchError, TaskDefinitionError, CheckpointError, FileNotFoundError, ValueError)
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
