@@ -8,6 +8,7 @@ import torch
 from transformers import PreTrainedTokenizerFast
 
 from ..base import AlignmentModel, CapabilityError, MapMethod, TextBatch
+from ..hf_common import TextProcessor
 from ..image import CLIP_MEAN, CLIP_STD, ImageTransform
 from .modeling import MeterModel
 
@@ -52,6 +53,7 @@ class MeterAdapter(AlignmentModel):
         # Room in RoBERTa's position table (positions start after the pad id); METER trained
         # with max_text_len ids including <s> and </s>.
         self.max_length = min(cfg.max_text_len, cfg.text_max_position_embeddings - cfg.text_pad_token_id - 1)
+        self.text = TextProcessor(tokenizer, self.max_length)
 
     @property
     def image_size(self) -> int:
@@ -71,29 +73,11 @@ class MeterAdapter(AlignmentModel):
         Captions longer than ``max_length`` ids are truncated (the reference scripts never
         truncate); ``extra["truncated"]`` flags them.
         """
-        texts = list(texts)
-        full_lengths = [len(ids) for ids in self.tokenizer(texts)["input_ids"]]
-        enc = self.tokenizer(
-            texts,
-            padding="longest",
-            truncation=True,
-            max_length=self.max_length,
-            return_offsets_mapping=True,
-            return_special_tokens_mask=True,
-            return_tensors="pt",
-        )
-        attention_mask = enc["attention_mask"]
-        special = enc["special_tokens_mask"].bool() | (attention_mask == 0)
-        offsets = enc["offset_mapping"].masked_fill(special[..., None], 0)
-        truncated = torch.tensor([n > self.max_length for n in full_lengths])
-        return TextBatch(
-            input_ids=enc["input_ids"],
-            attention_mask=attention_mask,
-            offsets=offsets,
-            special=special,
-            global_index=0,
-            extra={"truncated": truncated},
-        )
+        return self.text(texts)
+
+    def text_processor(self) -> TextProcessor:
+        """The picklable tokenizer callable, without the model (for DataLoader workers)."""
+        return self.text
 
     def _inputs(
         self, pixel_values: torch.Tensor | None, text: TextBatch | None

@@ -8,36 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoTokenizer, PreTrainedTokenizerFast, RobertaTokenizerFast
+from transformers import PreTrainedTokenizerFast
 
+from ..hf_common import load_tokenizer
 from ..hub import sha256_file
 from .adapter import MeterAdapter
 from .checkpoint import load_checkpoint, load_into
 from .config import MeterConfig
 from .modeling import MeterModel
-
-
-def load_tokenizer(source: str | Path) -> PreTrainedTokenizerFast:
-    """A fast tokenizer from a local directory or a hub id (offline cache only when offline).
-
-    A directory with ``vocab.json`` + ``merges.txt`` is read as a RoBERTa byte-level BPE
-    (what the reference's ``RobertaTokenizer`` reads); anything else goes through
-    ``AutoTokenizer.from_pretrained(use_fast=True)``.
-    """
-    path = Path(source)
-    if (path / "vocab.json").is_file() and (path / "merges.txt").is_file():
-        return RobertaTokenizerFast(vocab_file=str(path / "vocab.json"), merges_file=str(path / "merges.txt"))
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(source), use_fast=True)
-    except OSError as exc:
-        raise FileNotFoundError(
-            f"tokenizer {str(source)!r} is neither a local directory nor in the Hugging Face cache. "
-            "Run once with network access to cache it, or pass --tokenizer PATH to a directory "
-            f"with vocab.json and merges.txt. ({exc})"
-        ) from exc
-    if not isinstance(tokenizer, PreTrainedTokenizerFast):
-        raise TypeError(f"tokenizer {str(source)!r} has no fast implementation (offsets are required)")
-    return tokenizer
 
 
 def _check_tokenizer(tokenizer: PreTrainedTokenizerFast, cfg: MeterConfig, source: str | Path) -> None:
