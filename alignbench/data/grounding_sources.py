@@ -32,9 +32,10 @@ from pycocotools import mask as coco_mask
 
 from .errors import DataError, DataNotFoundError
 from .release import load_image, validate_sample
-from .retrieval_sources import _fingerprint, find_table, locate
+from .retrieval_sources import find_table, locate
 from .sample import GroundingSample, Phrase, Region
 from .sources import DATA_SOURCES
+from .source_base import IndexedSource, combined_fingerprint
 
 REFCOCO_FIELDS = {"image": "image", "expressions": "answer", "segmentation": "segmentation", "bbox": "bbox", "id": "question_id"}
 _PHRASE_EDGE = ".,"  # the grounding task drops these tokens, so phrases drop them too
@@ -62,7 +63,7 @@ def xywh_box(bbox: list[float], width: int, height: int) -> tuple[float, float, 
     return (max(0.0, x), max(0.0, y), min(float(width), x + w), min(float(height), y + h))
 
 
-class RefCOCOSource:
+class RefCOCOSource(IndexedSource):
     """Referring expressions with their object's box and mask (see the module docstring)."""
 
     def __init__(self, dataset: datasets.Dataset, fields: dict[str, str], *, description: dict[str, Any],
@@ -86,7 +87,7 @@ class RefCOCOSource:
             for k in range(len(exprs) if expressions == "all" else min(1, len(exprs))):
                 self._index.append((row, k))
                 self._ids.append(f"{rid}/{k}")
-        self._fingerprint = _fingerprint(dataset._fingerprint, self._description)
+        self._fingerprint = combined_fingerprint(dataset._fingerprint, self._description)
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -107,17 +108,6 @@ class RefCOCOSource:
             raise DataError(f"unreadable bbox/segmentation ({exc})", sample_id, where) from exc
         sample = GroundingSample(sample_id, image, expression, (Phrase(phrase_of(expression), (region,)),))
         return validate_sample(sample, where)
-
-    @property
-    def sample_ids(self) -> list[str]:
-        return self._ids
-
-    @property
-    def fingerprint(self) -> str:
-        return self._fingerprint
-
-    def describe(self) -> dict[str, Any]:
-        return {**self._description, "n": len(self)}
 
 
 _ANNOTATED = re.compile(r"\[/EN#(\d+)((?:/[^\s\]]*)*)\s+([^\]]*)\]")
@@ -153,7 +143,7 @@ def parse_boxes(path: Path) -> dict[str, list[tuple[float, float, float, float]]
     return boxes
 
 
-class Flickr30kEntitiesSource:
+class Flickr30kEntitiesSource(IndexedSource):
     """Flickr30k Entities captions with their phrases' boxes (see the module docstring)."""
 
     def __init__(self, root: Path, split: str, images_dir: Path | None = None) -> None:
@@ -174,7 +164,7 @@ class Flickr30kEntitiesSource:
         self._description = {"format": "flickr30k-entities", "root": str(root), "split": split,
                              "split_file": split_file.name if split_file.is_file() else None, "images_dir": str(self.images_dir)}
         listing = "\n".join(f"{i}\t{line}" for i, line in self._lines)
-        self._fingerprint = _fingerprint(listing, self._description)
+        self._fingerprint = combined_fingerprint(listing, self._description)
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -190,17 +180,6 @@ class Flickr30kEntitiesSource:
         unboxed = [text for chain, text in annotated if chain not in boxes]
         sample = GroundingSample(sample_id, image, caption, phrases, meta={"phrases_without_boxes": unboxed})
         return validate_sample(sample, self.root / "Annotations" / f"{image_id}.xml")
-
-    @property
-    def sample_ids(self) -> list[str]:
-        return self._ids
-
-    @property
-    def fingerprint(self) -> str:
-        return self._fingerprint
-
-    def describe(self) -> dict[str, Any]:
-        return {**self._description, "n": len(self)}
 
 
 def _numbered(lines: list[tuple[str, str]]) -> list[tuple[str, int]]:

@@ -34,6 +34,7 @@ from .errors import DataError, DataNotFoundError
 from .hf import _find_layout, _parquet_files
 from .release import load_image
 from .sources import DATA_SOURCES
+from .source_base import IndexedSource, combined_fingerprint
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ def _open(value: Any, sample_id: str, where: str | None) -> Image.Image:
     return load_image(source, sample_id, where).convert("RGB")
 
 
-class TableSource:
+class TableSource(IndexedSource):
     """Hard-negative items read from a ``datasets.Dataset`` through a :class:`FieldMap`."""
 
     def __init__(self, dataset: datasets.Dataset, fields: FieldMap, *, description: dict[str, Any]) -> None:
@@ -150,7 +151,7 @@ class TableSource:
         self._ids = tuple(str(v) for v in dataset[fields.id]) if fields.id else tuple(str(i) for i in range(len(dataset)))
         if len(set(self._ids)) != len(self._ids):
             raise DataError(f"sample ids in column {fields.id!r} are not unique", path=where)
-        self._fingerprint = _fingerprint(dataset._fingerprint, self._description)
+        self._fingerprint = combined_fingerprint(dataset._fingerprint, self._description)
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -174,19 +175,8 @@ class TableSource:
             raise DataError(f"true caption {positive!r} ({self.fields.label}) is not among the captions {captions}", sid, self._where)
         return [positive, *(c for c in captions if c != positive)]
 
-    @property
-    def sample_ids(self) -> tuple[str, ...]:
-        return self._ids
 
-    @property
-    def fingerprint(self) -> str:
-        return self._fingerprint
-
-    def describe(self) -> dict[str, Any]:
-        return {**self._description, "n": len(self)}
-
-
-class ListSource:
+class ListSource(IndexedSource):
     """Hard-negative items built on access from a list of JSON records (official file layouts)."""
 
     def __init__(self, records: list[dict], make: Callable[[dict], HardNegativeItem], *, description: dict[str, Any]) -> None:
@@ -195,28 +185,13 @@ class ListSource:
         if len(set(self._ids)) != len(self._ids):
             raise DataError("sample ids are not unique", path=description.get("root"))
         digest = hashlib.sha256(json.dumps(records, sort_keys=True, default=str).encode()).hexdigest()
-        self._fingerprint = _fingerprint(digest, self._description)
+        self._fingerprint = combined_fingerprint(digest, self._description)
 
     def __len__(self) -> int:
         return len(self._records)
 
     def __getitem__(self, index: int) -> HardNegativeItem:
         return _checked(self._make(self._records[index]), self._description.get("root"))
-
-    @property
-    def sample_ids(self) -> tuple[str, ...]:
-        return self._ids
-
-    @property
-    def fingerprint(self) -> str:
-        return self._fingerprint
-
-    def describe(self) -> dict[str, Any]:
-        return {**self._description, "n": len(self)}
-
-
-def _fingerprint(base: str, description: dict[str, Any]) -> str:
-    return hashlib.sha256((base + json.dumps(description, sort_keys=True, default=str)).encode()).hexdigest()
 
 
 def _group(row: dict, column: str | None) -> str | None:

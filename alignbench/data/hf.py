@@ -6,8 +6,6 @@ One row per sample: ``sample_id``, ``image`` (the original encoded bytes), ``cap
 
 from __future__ import annotations
 
-import hashlib
-import json
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from io import BytesIO
@@ -23,6 +21,7 @@ from .errors import DataError, DataNotFoundError
 from .release import ANNOTATION_DIR, IMAGE_DIR, ReleaseLayoutSource, load_image, validate_sample
 from .rle import decode_mask, encode_mask
 from .sample import GroundingSample, Phrase, Region
+from .source_base import combined_fingerprint
 
 GROUNDING_FEATURES = Features(
     {
@@ -57,9 +56,7 @@ class HFGroundingSource:
         self._dataset = dataset.cast_column("image", datasets.Image(decode=False))
         self._description = dict(description)
         self._ids = tuple(dataset["sample_id"])
-        self._fingerprint = hashlib.sha256(
-            (dataset._fingerprint + json.dumps(self._description, sort_keys=True, default=str)).encode()
-        ).hexdigest()
+        self._fingerprint = combined_fingerprint(dataset._fingerprint, self._description)
 
     def __len__(self) -> int:
         return len(self._ids)

@@ -34,6 +34,7 @@ from .hf import _snapshot
 from .release import load_image
 from .sources import DATA_SOURCES
 from .synthetic import RetrievalItem, SyntheticRetrievalSource
+from .source_base import combined_fingerprint
 
 DEFAULT_FIELDS = {"image": "image", "captions": "caption", "image_id": "filename"}
 REQUIRED_FIELDS = ("image", "captions")  # without an image_id column, ids are ``row-<index>``
@@ -68,7 +69,7 @@ class HFRetrievalSource:
             self._caption_ids.append(tuple(range(len(self.captions), len(self.captions) + len(caps))))
             self.captions.extend(caps)
             self.text_to_image.extend([i] * len(caps))
-        self._fingerprint = _fingerprint(dataset._fingerprint, self._description)
+        self._fingerprint = combined_fingerprint(dataset._fingerprint, self._description)
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -111,7 +112,7 @@ class KarpathySource:
             self.text_to_image.extend([i] * len(caps))
         self._description = {"format": "karpathy-json", "root": str(self.root), "file": json_path.name, "split": split}
         digest = hashlib.sha256(json_path.read_bytes()).hexdigest()
-        self._fingerprint = _fingerprint(digest, self._description)
+        self._fingerprint = combined_fingerprint(digest, self._description)
 
     def _image_path(self, entry: dict) -> Path:
         candidates = [self.root / entry.get("filepath", "") / entry["filename"], self.root / "images" / entry["filename"]]
@@ -131,10 +132,6 @@ class KarpathySource:
 
     def describe(self) -> dict[str, Any]:
         return {**self._description, "images": len(self), "captions": len(self.captions)}
-
-
-def _fingerprint(content: str, description: dict[str, Any]) -> str:
-    return hashlib.sha256((content + json.dumps(description, sort_keys=True, default=str)).encode()).hexdigest()
 
 
 def find_table(root: Path, split: str, dataset_id: str, revision: str) -> datasets.Dataset:
