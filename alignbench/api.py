@@ -4,17 +4,31 @@ from __future__ import annotations
 
 from typing import Any
 
-from .models.factory import FAMILIES, MODELS, ModelSpec, load_model
+from .models.factory import FAMILIES, MODELS, ModelSpec, family_adapter, load_model
 from .runner import evaluate
 from .tasks import TASKS, expand_task_names, load_task, load_tasks
 
 
 def list_models() -> list[dict[str, Any]]:
-    """One row per registered model: name, family, source, description."""
+    """One row per registered model, with nothing downloaded: name, family, parameters (see
+    :meth:`ModelSpec.parameter_count`), the family's capabilities and map methods (its default
+    first), the weights' source and the description; ``None`` where a value is not known offline.
+    """
     rows = []
     for name in MODELS.names():
         spec: ModelSpec = MODELS.get(name)
-        rows.append({"name": name, "family": spec.family, "source": spec.source(), "description": spec.description})
+        adapter = family_adapter(spec.family)
+        rows.append(
+            {
+                "name": name,
+                "family": spec.family,
+                "parameters": spec.parameter_count(),
+                "capabilities": sorted(adapter.capabilities) if adapter else None,
+                "map_methods": list(adapter.map_methods) if adapter else None,
+                "source": spec.source(),
+                "description": spec.description,
+            }
+        )
     return rows
 
 

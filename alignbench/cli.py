@@ -33,12 +33,21 @@ def _parse_task_options(pairs: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-def _table(rows: list[dict[str, Any]], columns: list[str], title: str) -> Table:
+def _cell(value: Any, missing: str) -> str:
+    if value is None:
+        return missing
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value))
+    return str(value)
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str], title: str, missing: str = "") -> Table:
+    """A table of ``columns`` of ``rows``; lists are comma-separated, ``None`` is ``missing``."""
     table = Table(title=title, show_lines=False)
     for c in columns:
         table.add_column(c, overflow="fold")
     for r in rows:
-        table.add_row(*("" if r.get(c) is None else str(r[c]) for c in columns))
+        table.add_row(*(_cell(r.get(c), missing) for c in columns))
     return table
 
 
@@ -70,9 +79,28 @@ def cli(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
+class _ShardType(click.ParamType):
+    """``i/n``: job i (0-based) of n."""
+
+    name = "i/n"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from .jobs import Shard
+
+        if isinstance(value, Shard):
+            return value
+        try:
+            return Shard.parse(value)
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
 @cli.command("eval")
-@click.option("--model", "model_name", required=True, help="Registered model name (`alignbench list models`).")
-@click.option("--checkpoint", type=click.Path(dir_okay=False), help="Local checkpoint file instead of the registered download.")
+@click.option("--model", "model_names", multiple=True, required=True,
+              help="Registered model name (`alignbench list models`); repeat for a grid of models x tasks.")
+@click.option("--checkpoint", type=click.Path(),
+              help="Local checkpoint file instead of the registered download; for BLIP, ViLT, FLAVA and BridgeTower also a "
+                   "save_pretrained (or downloaded hub) model folder.")
 @click.option("--model-config", type=click.Path(dir_okay=False), help="JSON architecture config (reference config keys).")
 @click.option("--tokenizer", help="Tokenizer folder or hub id instead of the registered one.")
 @click.option("--image-size", type=int, help="Evaluation image size (default: the model's).")
@@ -92,23 +120,45 @@ def cli(verbose: bool) -> None:
 @click.option("--resume/--no-resume", default=True, show_default=True,
               help="Reuse finished samples of the same run in --output (a killed run computes only the rest).")
 @click.option("--quiet", is_flag=True, help="No progress bar (it is also off when stderr is not a terminal).")
-def eval_cmd(model_name: str, checkpoint: str | None, model_config: str | None, tokenizer: str | None, image_size: int | None,
+@click.option("--shard", type=_ShardType(), default=None,
+              help="Run only job i (0-based) of n of the models x tasks grid, e.g. $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT.")
+def eval_cmd(model_names: tuple[str, ...], checkpoint: str | None, model_config: str | None, tokenizer: str | None, image_size: int | None,
              task_names: tuple[str, ...], task_option: tuple[str, ...], data_dir: str | None, batch_size: int | str, num_workers: int,
-             device: str, precision: str, map_method: str | None, limit: int | None, output: str, resume: bool, quiet: bool) -> None:
-    """Evaluate a model on tasks and write one result file per (model, task)."""
+             device: str, precision: str, map_method: str | None, limit: int | None, output: str, resume: bool, quiet: bool,
+             shard: Any) -> None:
+    """Evaluate models on tasks and write one result file per (model, task).
+
+    Under ``torchrun`` the samples of every task are split over the processes (NCCL on GPUs,
+    gloo on CPU) and rank 0 writes results identical to a single-process run."""
+    from . import distributed
+    from .jobs import plan
+
+    if len(model_names) > 1 and any(v is not None for v in (checkpoint, model_config, tokenizer)):
+        raise click.UsageError("--checkpoint, --model-config and --tokenizer apply to a single --model")
     options = _parse_task_options(task_option)
     tasks = api.load_tasks(list(task_names), data_dir=data_dir, options=options)
-    model = api.load_model(model_name, checkpoint=checkpoint, model_config=model_config, tokenizer=tokenizer, image_size=image_size, device=device)
-    opts = RunOptions(device=device, precision=precision, batch_size=batch_size, num_workers=num_workers, limit=limit,
-                      map_method=map_method, quiet=quiet, resume=resume)
-    results = api.evaluate(model, tasks, model_name=model_name, output_dir=output, options=opts)
+    device = distributed.init_from_env(device)
+    try:
+        for model_name, model_tasks in plan(model_names, tasks, shard):
+            model = api.load_model(model_name, checkpoint=checkpoint, model_config=model_config, tokenizer=tokenizer,
+                                   image_size=image_size, device=device)
+            opts = RunOptions(device=device, precision=precision, batch_size=batch_size, num_workers=num_workers, limit=limit,
+                              map_method=map_method, quiet=quiet, resume=resume)
+            results = api.evaluate(model, model_tasks, model_name=model_name, output_dir=output, options=opts)
+            if distributed.current_world().is_main:
+                console.print(_results_table(model_name, results, Path(output)))
+    finally:
+        distributed.shutdown()
+
+
+def _results_table(model_name: str, results: list[dict[str, Any]], output: Path) -> Table:
     rows = []
     for r in results:
         row = {"task": r["task"], "samples": f"{r['n_samples']}/{r['n_samples_total']}" + (" (partial)" if r["partial"] else "")}
         row.update({k: f"{v:.4f}" if isinstance(v, float) else v for k, v in r["metrics"].items()})
         rows.append(row)
     columns = ["task", "samples", *dict.fromkeys(k for r in results for k in r["metrics"])]
-    console.print(_table(rows, columns, f"{model_name} -> {Path(output) / model_name}"))
+    return _table(rows, columns, f"{model_name} -> {output / model_name}")
 
 
 @cli.group("list")
@@ -118,8 +168,9 @@ def list_group() -> None:
 
 @list_group.command("models")
 def list_models_cmd() -> None:
-    """Registered models."""
-    console.print(_table(api.list_models(), ["name", "family", "source", "description"], "models"))
+    """Registered models: family, parameters, capabilities, map methods (default first) and weights."""
+    rows = [{**r, "parameters": None if r["parameters"] is None else f"{r['parameters']:,}"} for r in api.list_models()]
+    console.print(_table(rows, ["name", "family", "parameters", "capabilities", "map_methods", "source"], "models", missing="?"))
 
 
 @list_group.command("tasks")
@@ -156,7 +207,7 @@ def main() -> None:
     from .data.errors import DataError, DataNotFoundError
     from .models.base import CapabilityError
     from .models.hub import CheckpointNotFoundError
-    from .models.meter.checkpoint import CheckpointError
+    from .models.checkpoint import CheckpointError
     from .registry import UnknownNameError
     from .results import RunLockedError, RunMismatchError
     from .tasks.config import TaskDefinitionError

@@ -19,7 +19,13 @@ MaskResize = Literal["bicubic-noaa", "area"]
 
 @dataclass(frozen=True)
 class Protocol:
-    """Parameters of the grounding scores; recorded verbatim in every result."""
+    """Parameters of the grounding scores; recorded verbatim in every result.
+
+    ``layer`` and ``head_reduction`` choose the maps only where the task definition or the run
+    sets them; otherwise the map method's family default applies (for ``attention`` the same
+    last layer and max; for ``gradcam`` the authors' layer with heads averaged), and the
+    result's ``map_method`` records what was used.
+    """
 
     name: str = "reference"
     box_coords: BoxCoords = "truncate"

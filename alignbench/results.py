@@ -6,9 +6,13 @@ Layout under an output directory::
     <output>/<model>/<task>.samples.jsonl   one record per finished sample (appended, flushed)
     <output>/<model>/<task>.run.json        what the records were computed with (for resume)
     <output>/<model>/.<task>.lock           held while a run writes these files
+    <output>/<model>/<task>.samples.part-<rank>.jsonl
+                                            a rank's records during a distributed run
 
 A run killed at any point leaves every finished sample on disk; a new run with the same run
-key picks them up and computes only the rest.
+key picks them up and computes only the rest. In a distributed run rank 0 holds the lock and
+every rank appends to its own part file; rank 0 merges the parts into the samples file when
+the run ends, and when any later run starts (whatever its number of processes).
 """
 
 from __future__ import annotations
@@ -76,6 +80,7 @@ class RunStore:
         self.result_path = self.dir / f"{stem}.json"
         self.samples_path = self.dir / f"{stem}.samples.jsonl"
         self.run_key_path = self.dir / f"{stem}.run.json"
+        self._parts_glob = f"{stem}.samples.part-*.jsonl"
         self._lock_path = self.dir / f".{stem}.lock"
         self._lock_file = None
         self._samples_file = None
@@ -95,9 +100,7 @@ class RunStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._samples_file is not None:
-            self._samples_file.close()
-            self._samples_file = None
+        self.close()
         if self._lock_file is not None:
             fcntl.flock(self._lock_file, fcntl.LOCK_UN)
             self._lock_file.close()
@@ -111,6 +114,7 @@ class RunStore:
         is never assembled from two different configurations.
         """
         old_key = json.loads(self.run_key_path.read_text()) if self.run_key_path.exists() else None
+        self.merge_parts()
         records = read_records(self.samples_path)
         if resume and records and old_key != run_key:
             diff = sorted(k for k in set(run_key) | set(old_key or {}) if (old_key or {}).get(k) != run_key.get(k))
@@ -135,9 +139,36 @@ class RunStore:
             os.fsync(f.fileno())
         os.replace(tmp, self.samples_path)
 
+    def merge_parts(self) -> None:
+        """Fold the part files of a distributed run into the samples file (one record per
+        sample id, the first one kept) and delete them."""
+        parts = sorted(self.dir.glob(self._parts_glob))
+        if not parts:
+            return
+        merged: dict[str, dict] = {}
+        for path in [self.samples_path, *parts]:
+            for r in read_records(path):
+                merged.setdefault(r["sample_id"], r)
+        self._rewrite_samples(list(merged.values()))
+        for path in parts:
+            path.unlink()
+
+    def append_to_part(self, rank: int) -> None:
+        """Send further :meth:`append` calls to rank ``rank``'s part file (distributed runs;
+        ranks other than 0 call this without entering the store, whose lock rank 0 holds)."""
+        self.close()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._samples_file = open(self.dir / self._parts_glob.replace("*", str(rank)), "a", encoding="utf-8")
+
+    def close(self) -> None:
+        """Close the file appends go to."""
+        if self._samples_file is not None:
+            self._samples_file.close()
+            self._samples_file = None
+
     def append(self, records: Iterable[dict]) -> None:
         """Append finished records and flush them to disk."""
-        assert self._samples_file is not None, "call start() first"
+        assert self._samples_file is not None, "call start() or append_to_part() first"
         for r in records:
             self._samples_file.write(json.dumps(r) + "\n")
         self._samples_file.flush()

@@ -20,6 +20,7 @@ import transformers
 from threadpoolctl import ThreadpoolController, threadpool_limits
 
 from .__about__ import __version__
+from .distributed import World, current_world
 from .models.base import AlignmentModel, require_capabilities
 from .progress import progress_bar
 from .results import SCHEMA_VERSION, RunStore
@@ -48,7 +49,7 @@ def environment() -> dict[str, str]:
     }
 
 
-def _run_key(task: Task, model: AlignmentModel, model_name: str, opts: RunOptions, dataset: dict) -> dict:
+def run_key(task: Task, model: AlignmentModel, model_name: str, opts: RunOptions, dataset: dict) -> dict:
     info = model.describe()
     return {
         "schema_version": SCHEMA_VERSION,
@@ -59,7 +60,7 @@ def _run_key(task: Task, model: AlignmentModel, model_name: str, opts: RunOption
         "model_config_sha256": info.get("config_sha256"),
         "image_size": model.image_size,
         "protocol": task.describe_protocol(),
-        "map_method": opts.map_method,
+        "map_method": task_map_method(task, opts, model) or opts.map_method,  # layer and heads too, for map tasks
         "precision": opts.precision,
         "dataset_fingerprint": dataset.get("fingerprint"),
     }
@@ -217,12 +218,22 @@ class _TaskRun:
         self.records.update((r["sample_id"], r) for r in records)
 
 
-def _open_run(task: SampleTask, model: AlignmentModel, model_name: str, opts: RunOptions, output_dir: Path | None, stack: ExitStack) -> _TaskRun:
+def _open_run(task: SampleTask, model: AlignmentModel, model_name: str, opts: RunOptions, output_dir: Path | None,
+              stack: ExitStack, world: World) -> _TaskRun:
+    """Open a task's store and read its finished records: rank 0 takes the lock and checks
+    the run key; in a distributed run every rank then appends to its own part file."""
     dataset_info = task.describe_dataset()
     ids = task.sample_ids()
-    store = stack.enter_context(RunStore(output_dir, model_name, task.name)) if output_dir is not None else None
-    records = store.start(_run_key(task, model, model_name, opts, dataset_info), resume=opts.resume) if store is not None else {}
-    return _TaskRun(task, store, dataset_info, ids, _select(ids, opts.limit), records)
+    run = _TaskRun(task, None, dataset_info, ids, _select(ids, opts.limit), {})
+    if output_dir is None:
+        return run
+    run.store = store = RunStore(output_dir, model_name, task.name)
+    key = run_key(task, model, model_name, opts, dataset_info)
+    run.records = world.on_main(lambda: stack.enter_context(store).start(key, resume=opts.resume))
+    if world.size > 1:
+        store.append_to_part(world.rank)
+        stack.callback(store.close)
+    return run
 
 
 def run_sample_task(task: SampleTask, model: AlignmentModel, model_name: str, opts: RunOptions, output_dir: Path | None) -> dict[str, Any]:
@@ -245,13 +256,18 @@ def run_sample_tasks(tasks: list[SampleTask], model: AlignmentModel, model_name:
     """
     for task in tasks:
         require_capabilities(model, model_name, task.name, task.requires)
+    world = current_world()
+    if world.size > 1 and output_dir is None:
+        raise ValueError("a distributed run needs an output folder: its ranks exchange per-sample records through it")
     with ExitStack() as stack:
-        runs = [_open_run(task, model, model_name, opts, output_dir, stack) for task in tasks]
+        runs = [_open_run(task, model, model_name, opts, output_dir, stack, world) for task in tasks]
         groups = [runs] if all(r.todo == runs[0].todo and r.selected == runs[0].selected for r in runs) else [[r] for r in runs]
-        return [result for group in groups for result in _run_group(group, model, model_name, opts)]
+        return [result for group in groups for result in _run_group(group, model, model_name, opts, world)]
 
 
-def _run_group(runs: list[_TaskRun], model: AlignmentModel, model_name: str, opts: RunOptions) -> list[dict[str, Any]]:
+def _run_group(runs: list[_TaskRun], model: AlignmentModel, model_name: str, opts: RunOptions, world: World) -> list[dict[str, Any]]:
+    """Score a group's missing samples (this rank's batches of them) and, on rank 0, write
+    the results; every rank returns them."""
     started = time.time()
     lead, tasks = runs[0], [r.task for r in runs]
     todo = lead.todo
@@ -260,13 +276,16 @@ def _run_group(runs: list[_TaskRun], model: AlignmentModel, model_name: str, opt
     forward_s, batch_size, rest = 0.0, 1, todo
     if opts.batch_size != "auto":
         batch_size = int(opts.batch_size)
-    elif todo:  # the probe's largest batch is real work: keep its records
-        auto = auto_batch_size(tasks, model, opts, todo)
-        batch_size, rest, forward_s = auto.size, todo[len(auto.records[0]) :], auto.forward_s
-        for run, records in zip(runs, auto.records):
-            run.add(records)
+    elif todo:  # the probe's largest batch is real work: rank 0 keeps its records
+        auto = world.on_main(lambda: auto_batch_size(tasks, model, opts, todo))
+        batch_size, rest = auto.size, todo[len(auto.records[0]) :]
+        if world.is_main:
+            forward_s = auto.forward_s
+            for run, records in zip(runs, auto.records):
+                run.add(records)
+    mine = world.shard(rest, batch_size)
     loader = torch.utils.data.DataLoader(
-        lead.task.torch_dataset(model, rest),
+        lead.task.torch_dataset(model, mine),
         batch_size=batch_size,
         collate_fn=lead.task.collate_fn(model),
         num_workers=opts.num_workers,
@@ -275,20 +294,24 @@ def _run_group(runs: list[_TaskRun], model: AlignmentModel, model_name: str, opt
         persistent_workers=False,
     )
     desc = f"{model_name} | {' + '.join(t.name for t in tasks)}"
-    total = len(lead.selected)
-    with progress_bar(total=total, initial=total - len(rest), desc=desc, quiet=opts.quiet) as bar:
+    total, initial = (len(lead.selected), len(lead.selected) - len(rest)) if world.size == 1 else (len(mine), 0)
+    with progress_bar(total=total, initial=initial, desc=desc, quiet=opts.quiet or not world.is_main) as bar:
         for batch in _batches(loader, device):
             new, seconds = _score(tasks, model, batch, opts, device)
             forward_s += seconds
             for run, records in zip(runs, new):
                 run.add(records)
             bar.update(len(new[0]))
-    return [_finish(run, model, model_name, opts, started, forward_s, len(todo), batch_size) for run in runs]
+    world.barrier()  # every rank's part file is complete
+    return world.on_main(lambda: [_finish(run, model, model_name, opts, started, forward_s, len(todo), batch_size, world) for run in runs])
 
 
 def _finish(run: _TaskRun, model: AlignmentModel, model_name: str, opts: RunOptions, started: float, forward_s: float,
-            computed: int, batch_size: int) -> dict[str, Any]:
-    """Aggregate a run's records into its result and write it."""
+            computed: int, batch_size: int, world: World) -> dict[str, Any]:
+    """Aggregate a run's records (merging the ranks' part files first) into its result and write it."""
+    if world.size > 1 and run.store is not None:
+        run.store.merge_parts()
+        run.records = {r["sample_id"]: r for r in run.store.records()}
     ordered = [run.records[run.ids[i]] for i in run.selected]
     metrics, counts = run.task.aggregate(ordered)
     result = result_header(run.task, model, model_name, opts, run.dataset_info)
@@ -305,6 +328,7 @@ def _finish(run: _TaskRun, model: AlignmentModel, model_name: str, opts: RunOpti
         batch_size_used=batch_size,
         num_workers=opts.num_workers,
         threads=torch.get_num_threads(),
+        world_size=world.size,
     )
     if run.store is not None:
         result["samples_file"] = run.store.samples_path.name
@@ -325,7 +349,7 @@ def result_header(task: Task, model: AlignmentModel, model_name: str, opts: RunO
         "model": model_name,
         "main_metric": task.config.main_metric,
         "protocol": task.describe_protocol(),
-        "map_method": task_map_method(task, opts),
+        "map_method": task_map_method(task, opts, model),
         "dataset": dataset_info,
         "model_info": model.describe(),
         "environment": environment(),
@@ -351,10 +375,10 @@ def timing(started: float, forward_s: float, computed: int) -> dict[str, Any]:
     }
 
 
-def task_map_method(task: Task, opts: RunOptions) -> dict[str, Any] | None:
-    """The map method a task used (``None`` for tasks that use no maps)."""
+def task_map_method(task: Task, opts: RunOptions, model: AlignmentModel) -> dict[str, Any] | None:
+    """The map method a task used with ``model`` (``None`` for tasks that use no maps)."""
     method = getattr(task, "map_method", None)
-    return method(opts).as_dict() if method is not None else None
+    return method(opts, model).as_dict() if method is not None else None
 
 
 def evaluate(
@@ -377,7 +401,7 @@ def evaluate(
     out = Path(output_dir) if output_dir is not None else None
     model.to(opts.device)
     results = []
-    for group in _shared_groups(tasks):
+    for group in shared_groups(tasks):
         if len(group) > 1:
             results += run_sample_tasks(group, model, name, opts, out)
         else:
@@ -407,7 +431,7 @@ def shared_batch_key(task: Task) -> Any:
     return key() if isinstance(task, SampleTask) and key is not None else None
 
 
-def _shared_groups(tasks: list[Task]) -> list[list[Task]]:
+def shared_groups(tasks: list[Task]) -> list[list[Task]]:
     """Consecutive tasks with the same non-``None`` :func:`shared_batch_key` form one group."""
     groups: list[list[Task]] = []
     for task in tasks:

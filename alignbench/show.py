@@ -87,7 +87,7 @@ def _draw(ax: Axes, sample: GroundingSample, panel: Panel) -> None:
 def _maps(model: AlignmentModel, task: GroundingTask, batch: GroundingBatch, map_method: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The global map ``[1, gh, gw]`` and the phrase maps ``[P, gh, gw]`` of a one-sample batch."""
     with torch.inference_mode():
-        maps = model.text_image_maps(batch.pixel_values, batch.text, task.map_method(RunOptions(map_method=map_method))).float()
+        maps = model.text_image_maps(batch.pixel_values, batch.text, task.map_method(RunOptions(map_method=map_method), model)).float()
     return maps[:, batch.text.global_index], phrase_maps(maps, batch.phrase_sample, batch.phrase_weights)
 
 
@@ -133,6 +133,8 @@ def show(model: str | AlignmentModel, task: str | Task, sample: int | str, outpu
     task = load_task(task) if isinstance(task, str) else task
     if not isinstance(task, GroundingTask):
         raise ValueError(f"task {task.name!r} is not a grounding task: it has no annotated regions to show maps against")
+    if task.config.task_type == "video-grounding":
+        raise ValueError(f"task {task.name!r} is a video task, which show does not draw; its per-frame scores are in the run's *.samples.jsonl")
     source_sample, panels = sample_panels(model, task, sample, map_method)
 
     cols = min(COLUMNS, len(panels))

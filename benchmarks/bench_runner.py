@@ -26,9 +26,7 @@ import alignbench
 from alignbench.data.sample import GroundingSample
 from alignbench.data.synthetic import SyntheticGroundingSource
 from alignbench.models.base import MapMethod
-from alignbench.scoring.mask_cache import GridMaskCache
 from alignbench.scoring.phrases import locate_phrase, merge_words
-from alignbench.tasks import grounding
 
 REFERENCE_MAP = MapMethod("attention", -1, "max")
 
@@ -81,15 +79,6 @@ def per_sample_loop(model: alignbench.AlignmentModel, samples: Callable[[], Iter
                     _share(att, _resize_noaa(box, grid)), _share(att, _resize_noaa(pixel, grid))
             scored += 1
     return scored
-
-
-def install_pending_grounding_changes(fingerprint: str) -> None:
-    """The two grounding.py changes proposed with issue 5, until they land there: datasets
-    prepare masks through a :class:`GridMaskCache`, and both probes on one dataset share their batches."""
-    if "GridMaskCache" not in vars(grounding):
-        grounding.prepare_grid_masks = GridMaskCache(fingerprint)
-    if not hasattr(grounding.GroundingTask, "shared_batch_key"):
-        grounding.GroundingTask.shared_batch_key = lambda task: ("grounding", task.source.fingerprint, task.protocol)
 
 
 def run_runner(model, tasks: list, device: str, limit: int, args: argparse.Namespace, out: Path) -> tuple[int, float]:
@@ -156,7 +145,6 @@ def main(argv: list[str] | None = None) -> int:
         loop_s = time.perf_counter() - t0
 
         os.environ["ALIGNBENCH_CACHE"] = str(work / "cache")  # starts cold
-        install_pending_grounding_changes(source.fingerprint)
         rows = []
         for label in ("runner, cold mask cache", "runner, warm mask cache"):
             t0 = time.perf_counter()

@@ -9,6 +9,7 @@ forward passes, which the adapters re-implement in parts.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +17,13 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
+from click.testing import CliRunner
 
 import alignbench
+from alignbench.cli import cli
 from alignbench.models.base import CapabilityError, MapMethod, require_capabilities
 from alignbench.models.factory import ASSETS_DIR, MODELS
+from alignbench.models.hub import sha256_path
 
 BERT_VOCAB = ASSETS_DIR / "bert-uncased-vocab"
 SHORT = "a red cube left of a blue ball"
@@ -220,7 +224,7 @@ def test_bad_map_method_and_layer(models, name):
 
 
 def _save(model, folder: Path) -> None:
-    """A save_pretrained folder as the hub would hold it (weights, config, image processor)."""
+    """A save_pretrained folder as the hub would hold it (weights, config, image processor, tokenizer)."""
     model.model.save_pretrained(folder)
     processors = {
         "blip": transformers.BlipImageProcessor,
@@ -229,19 +233,46 @@ def _save(model, folder: Path) -> None:
         "bridgetower": transformers.BridgeTowerImageProcessor,
     }
     processors[model.family]().save_pretrained(folder)
+    model.text.tokenizer.save_pretrained(folder)
 
 
+@pytest.mark.parametrize("inside", ["", "config.json"], ids=["folder", "file-in-folder"])
 @pytest.mark.parametrize("name", TINY)
-def test_loads_save_pretrained_folder(models, name, tmp_path):
+def test_loads_save_pretrained_folder(models, name, inside, tmp_path):
+    """``--checkpoint`` names a save_pretrained folder (its tokenizer is used) or a file in one."""
     model = models[name]
     _save(model, tmp_path)
-    build = alignbench.FAMILIES.get(model.family)
-    tokenizer = str(ASSETS_DIR / ("tiny-bpe" if model.family == "bridgetower" else "bert-uncased-vocab"))
-    loaded = build({}, checkpoint=tmp_path / "config.json", tokenizer=tokenizer).eval()
-    assert loaded.load_info["missing_keys"] == []
+    loaded = alignbench.load_model(name, checkpoint=tmp_path / inside)
+    assert loaded.load_info["missing_keys"] == [] and loaded.load_info["pretrained"] == str(tmp_path)
+    info = loaded.describe()
+    assert info["source"] == info["checkpoint"] == str(tmp_path / inside)
+    assert info["checkpoint_sha256"] == sha256_path(tmp_path / inside)
+    assert info["tokenizer"] == (str(tmp_path) if not inside else MODELS.get(name).tokenizer)
     px, text = _inputs(model, [SHORT, LONG])
     expected = model.text_image_maps(px, text, MapMethod())
     torch.testing.assert_close(loaded.text_image_maps(px, text, MapMethod()), expected, atol=1e-6, rtol=0)
+
+
+def test_checkpoint_folder_through_the_cli(models, tmp_path):
+    _save(models["vilt-tiny-random"], tmp_path / "vilt")
+    args = ["eval", "--model", "vilt-tiny-random", "--checkpoint", str(tmp_path / "vilt"), "--task", "align-bench-synth-global",
+            "--limit", "2", "--quiet", "--output", str(tmp_path / "out")]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    result_file = tmp_path / "out" / "vilt-tiny-random" / "align-bench-synth-global.json"
+    assert json.loads(result_file.read_text())["model_info"]["checkpoint"] == str(tmp_path / "vilt")
+
+
+def test_bad_checkpoint_paths_are_clear_errors(models, tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope does not exist"):
+        alignbench.load_model("blip-tiny-random", checkpoint=tmp_path / "nope")
+    with pytest.raises(FileNotFoundError, match="has no config.json; pass the folder that save_pretrained wrote"):
+        alignbench.load_model("blip-tiny-random", checkpoint=tmp_path)
+    (tmp_path / "weights.bin").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=f"its folder {tmp_path} has no config.json"):
+        alignbench.load_model("blip-tiny-random", checkpoint=tmp_path / "weights.bin")
+    with pytest.raises(FileNotFoundError, match="is a folder; meter models read one checkpoint file"):
+        alignbench.load_model("meter-tiny-random", checkpoint=tmp_path)
 
 
 def test_flava_without_itm_head_declares_no_match(tmp_path):
@@ -303,7 +334,7 @@ def test_blip_gradcam_matches_backward_through_transformers_forward(models, laye
     expected = (probs.grad * probs).clamp(min=0).mean(dim=1)[..., 1:].reshape(2, -1, 8, 8)
     expected = expected * text.attention_mask[:, :, None, None]
     with torch.inference_mode():
-        got = model.text_image_maps(px, text, MapMethod("gradcam", layer))
+        got = model.text_image_maps(px, text, MapMethod("gradcam", layer, head_reduction="mean"))
     torch.testing.assert_close(got, expected.detach(), atol=1e-9, rtol=1e-4)
     assert (got[:, 0].sum(dim=(-1, -2)) > 0).all()
 

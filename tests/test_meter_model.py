@@ -217,12 +217,12 @@ def test_checkpoint_formats_and_hparams(config, tmp_path) -> None:
 @pytest.mark.parametrize(
     "extra,removed,capabilities",
     [
-        ({"vqa_classifier.0.weight": (3, 3)}, ("itm_score.", "mlm_score."), {"maps", "embed"}),
+        ({"vqa_classifier.0.weight": (3, 3)}, ("itm_score.", "mlm_score."), {"maps", "embed", "video"}),
         # METER: CLIP text-tower leftovers, no contrastive heads, no MLTC mask token
         (
             {"vision_transformer.token_embedding.weight": (7, 4), "vision_transformer.ln_final.weight": (4,)},
             ("vision_proj.", "language_proj.", "cl_temp", "vision_transformer.visual.visual_mask_token"),
-            {"maps", "match"},
+            {"maps", "match", "video"},
         ),
     ],
 )

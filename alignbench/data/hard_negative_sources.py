@@ -31,7 +31,7 @@ from huggingface_hub.errors import GatedRepoError
 from PIL import Image
 
 from .errors import DataError, DataNotFoundError
-from .hf import _find_layout, _parquet_files
+from .hf import find_layout, parquet_files
 from .release import load_image
 from .sources import DATA_SOURCES
 from .source_base import IndexedSource, combined_fingerprint
@@ -247,7 +247,7 @@ def load_hub_table(dataset: dict[str, Any], data_dir: str | None, also_accepts: 
 
 def _read_local(root: Path, split: str, also_accepts: str) -> datasets.Dataset:
     try:
-        path, layout = _find_layout(root)
+        path, layout = find_layout(root)
     except DataError:
         path, layout = root, None
     if layout not in ("parquet", "save_to_disk"):
@@ -259,7 +259,7 @@ def _read_local(root: Path, split: str, also_accepts: str) -> datasets.Dataset:
             path=root,
         )
     if layout == "parquet":
-        return datasets.load_dataset("parquet", data_files=[str(f) for f in _parquet_files(path, split)], split="train")
+        return datasets.load_dataset("parquet", data_files=[str(f) for f in parquet_files(path, split)], split="train")
     table = datasets.load_from_disk(str(path))
     if isinstance(table, datasets.DatasetDict):
         if split not in table:

@@ -161,17 +161,17 @@ def open_grounding_source(
     ``save_to_disk`` directory (a ``DatasetDict`` gives ``split``), or ``*.parquet`` files.
     """
     if data_dir is None:
-        root, origin = _snapshot(hub_id, revision), {"hub_id": hub_id, "revision": revision}
+        root, origin = hub_snapshot(hub_id, revision), {"hub_id": hub_id, "revision": revision}
     else:
         root, origin = Path(data_dir).expanduser(), {}
         if not root.is_dir():
             raise DataNotFoundError(hub_id, revision, f"--data-dir {str(root)!r} is not a directory")
-    path, layout = _find_layout(root)
+    path, layout = find_layout(root)
     if layout == "release":
         return ReleaseLayoutSource(path)
     description = {"format": layout, "root": str(path), "split": split, **origin}
     if layout == "parquet":
-        files = [str(f) for f in _parquet_files(path, split)]
+        files = [str(f) for f in parquet_files(path, split)]
         dataset = datasets.load_dataset("parquet", data_files=files, split="train")
         return HFGroundingSource(dataset, description=description)
     dataset = datasets.load_from_disk(str(path))
@@ -182,7 +182,7 @@ def open_grounding_source(
     return HFGroundingSource(dataset, description=description)
 
 
-def _snapshot(hub_id: str, revision: str) -> Path:
+def hub_snapshot(hub_id: str, revision: str) -> Path:
     """The local snapshot of a Hub dataset, downloaded or (offline) taken from the cache."""
     try:
         return Path(snapshot_download(repo_id=hub_id, repo_type="dataset", revision=revision))
@@ -191,7 +191,7 @@ def _snapshot(hub_id: str, revision: str) -> Path:
         raise DataNotFoundError(hub_id, revision, f"{type(exc).__name__}: {first_line}") from exc
 
 
-def _find_layout(root: Path) -> tuple[Path, str]:
+def find_layout(root: Path) -> tuple[Path, str]:
     """The directory (``root`` or one child) holding a recognised layout, and the layout's name."""
     layout = _layout(root)
     if layout is not None:
@@ -224,7 +224,7 @@ def _layout(path: Path) -> str | None:
     return None
 
 
-def _parquet_files(path: Path, split: str) -> list[Path]:
+def parquet_files(path: Path, split: str) -> list[Path]:
     """The split's parquet files (Hub naming ``<split>-*.parquet``), or all of them if none is so named."""
     files = sorted(path.glob("*.parquet"))
     return [f for f in files if f.stem == split or f.name.startswith(f"{split}-")] or files

@@ -30,7 +30,7 @@ from typing import Any
 import datasets
 
 from .errors import DataError, DataNotFoundError
-from .hf import _snapshot
+from .hf import hub_snapshot
 from .release import load_image
 from .sources import DATA_SOURCES
 from .synthetic import RetrievalItem, SyntheticRetrievalSource
@@ -158,7 +158,7 @@ def locate(dataset: dict[str, Any], data_dir: str | None) -> tuple[Path, dict[st
     """The local root of a task's data (``data_dir`` or the Hub snapshot) and where it came from."""
     hub_id, revision = dataset.get("hub_id", dataset["source"]), dataset.get("revision", "main")
     if data_dir is None:
-        return _snapshot(hub_id, revision), {"hub_id": hub_id, "revision": revision}
+        return hub_snapshot(hub_id, revision), {"hub_id": hub_id, "revision": revision}
     root = Path(data_dir).expanduser()
     if not root.is_dir():
         raise DataNotFoundError(hub_id, revision, f"--data-dir {str(root)!r} is not a directory")

@@ -12,21 +12,31 @@ A model adapter wraps one vision-language model behind four things a task can as
     relevance ``[B, L, gh, gw]`` for every text position (the global token included);
   - ``"match"``: :meth:`AlignmentModel.match_scores` returns an image-text matching score ``[B]``;
   - ``"embed"``: :meth:`AlignmentModel.embed_images` / :meth:`AlignmentModel.embed_texts`
-    return global embeddings ``[B, D]``.
+    return global embeddings ``[B, D]``;
+  - ``"video"``: :meth:`AlignmentModel.text_image_maps`, :meth:`AlignmentModel.match_scores`
+    and :meth:`AlignmentModel.embed_images` also take a batch of clips ``[B, T, 3, H, W]``
+    (``T`` frames each); maps are then ``[B, L, T, gh, gw]`` (every text position over every
+    frame's patches), match scores ``[B]`` and embeddings ``[B, D]`` (one per clip).
 
 A task lists the capabilities it needs; :func:`require_capabilities` turns a missing one into a
 clear error before any work starts.
+
+What a family offers is known without weights: the class attributes ``capabilities`` and
+``map_methods``, :meth:`AlignmentModel.architecture` (the bare network, for parameter counts) and
+:meth:`AlignmentModel.weights_source` are read by ``alignbench list models`` from the family's
+adapter class (the builder is its classmethod or names it as its return annotation).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Callable, ClassVar
+from typing import Any, Callable, ClassVar
 
 import torch
 from PIL import Image
 
-CAPABILITIES = ("maps", "match", "embed")
+CAPABILITIES = ("maps", "match", "embed", "video")
 
 
 class CapabilityError(RuntimeError):
@@ -67,6 +77,11 @@ class TextBatch:
     def __len__(self) -> int:
         return self.input_ids.shape[0]
 
+    def rows(self, index: torch.Tensor | slice) -> "TextBatch":
+        """The captions at ``index`` (a slice or a 1-D index tensor), padding unchanged."""
+        picked = {f.name: getattr(self, f.name)[index] for f in fields(self) if isinstance(getattr(self, f.name), torch.Tensor)}
+        return TextBatch(**picked, global_index=self.global_index, extra={k: v[index] for k, v in self.extra.items()})
+
 
 @dataclass(frozen=True)
 class MapMethod:
@@ -86,6 +101,26 @@ class AlignmentModel(torch.nn.Module):
     family: ClassVar[str] = ""
     capabilities: ClassVar[frozenset[str]] = frozenset()
     map_methods: ClassVar[tuple[str, ...]] = ()
+    checkpoint_folders: ClassVar[bool] = False  # whether a checkpoint may be a save_pretrained folder
+
+    @classmethod
+    def architecture(cls, config: Mapping[str, Any]) -> torch.nn.Module | None:
+        """The network a registered ``config`` describes (initial weights, no tokenizer), or
+        ``None`` when building it needs a download; called under ``torch.device("meta")`` to
+        count parameters without allocating them."""
+        return None
+
+    @classmethod
+    def weights_source(cls, config: Mapping[str, Any]) -> str | None:
+        """Where ``config`` itself says the weights come from (e.g. ``hf://REPO@REVISION``) for
+        families that fetch them on their own; ``None`` otherwise."""
+        return None
+
+    def default_map_method(self, name: str) -> MapMethod:
+        """Map method ``name`` with the layer and head reduction a run uses when it sets neither
+        (``protocol.layer`` / ``protocol.head_reduction``): the last layer with heads reduced by
+        max (the ALIGN-BENCH reference) unless the family documents its authors' choice."""
+        return MapMethod(name=name)
 
     @property
     def grid_size(self) -> tuple[int, int]:
@@ -111,7 +146,8 @@ class AlignmentModel(torch.nn.Module):
         return self.tokenize
 
     def text_image_maps(self, pixel_values: torch.Tensor, text: TextBatch, method: MapMethod) -> torch.Tensor:
-        """Relevance of every text position over the image patches, ``[B, L, gh, gw]``."""
+        """Relevance of every text position over the image patches, ``[B, L, gh, gw]``
+        (``[B, L, T, gh, gw]`` for clips ``[B, T, 3, H, W]``, capability ``"video"``)."""
         raise CapabilityError(f"{type(self).__name__} does not produce text->image maps")
 
     def match_scores(self, pixel_values: torch.Tensor, text: TextBatch) -> torch.Tensor:

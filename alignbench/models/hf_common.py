@@ -8,8 +8,10 @@
   processor's normalisation as a fixed-size, picklable :class:`ImageTransform`);
 * maps: :func:`patch_maps` reduces attention over ``[CLS] + patches`` keys to ``[B, L, gh, gw]``;
   :func:`capture_outputs` records module outputs; :func:`gradients_enabled` lifts the runner's
-  ``inference_mode`` for gradient-based maps;
-* :class:`HFAdapter`: the adapter base these families share.
+  ``inference_mode`` for gradient-based maps; :func:`gradcam_layer` picks a Grad-CAM layer;
+* :class:`HFAdapter`: the adapter base these families (and ALBEF) share;
+  :class:`HFModelAdapter`: its subclass for one transformers model class loaded with
+  ``from_pretrained`` (hub ids, ``save_pretrained`` folders) or built from a config.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from transformers import (
     AutoImageProcessor,
     AutoTokenizer,
     BertTokenizerFast,
+    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerFast,
     RobertaTokenizerFast,
@@ -73,6 +76,11 @@ def load_image_processor(source: str | Path) -> Any:
     try:
         return AutoImageProcessor.from_pretrained(str(source))
     except OSError as exc:
+        if Path(source).is_dir():
+            raise FileNotFoundError(
+                f"model folder {str(source)!r} has no image processor (preprocessor_config.json); save the model's "
+                f"image processor there with save_pretrained ({exc})"
+            ) from exc
         raise FileNotFoundError(
             f"image processor of {str(source)!r} is neither a local folder nor in the Hugging Face cache; "
             f"{_RUN_ONLINE}, or pass --checkpoint PATH to a save_pretrained folder ({exc})"
@@ -81,11 +89,24 @@ def load_image_processor(source: str | Path) -> Any:
 
 def pretrained_source(config: Mapping[str, Any], checkpoint: str | Path | None) -> str | None:
     """What ``from_pretrained`` reads: the folder of ``checkpoint`` (a save_pretrained folder or
-    any file in one), else ``config["pretrained"]`` (a hub id), else ``None`` (random init)."""
-    if checkpoint is not None:
-        path = Path(checkpoint)
-        return str(path if path.is_dir() else path.parent)
-    return config.get("pretrained")
+    any file in one), else ``config["pretrained"]`` (a hub id), else ``None`` (random init).
+
+    A ``checkpoint`` that does not exist, or whose folder has no ``config.json``, is a
+    :class:`FileNotFoundError` that says what is expected.
+    """
+    if checkpoint is None:
+        return config.get("pretrained")
+    path = Path(checkpoint)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    folder = path if path.is_dir() else path.parent
+    if not (folder / "config.json").is_file():
+        where = "it" if path.is_dir() else f"its folder {folder}"
+        raise FileNotFoundError(
+            f"checkpoint {path} is not a Hugging Face model: {where} has no config.json; pass the folder that "
+            "save_pretrained wrote (or a hub download of the model), or a file in it"
+        )
+    return str(folder)
 
 
 def load_hf_model(
@@ -228,6 +249,14 @@ def check_layer(layer: int, n_layers: int, what: str) -> int:
     return layer % n_layers
 
 
+def gradcam_layer(authors: int, n_layers: int) -> int:
+    """The authors' Grad-CAM layer ``authors`` where the model has it before its last layer,
+    else the last but one (models shallower than the published ones, e.g. the tiny test
+    configs): on the last layer only the ``[CLS]`` row reaches the ITM head, so every other
+    token's Grad-CAM is 0 there."""
+    return authors if authors < n_layers - 1 else max(n_layers - 2, 0)
+
+
 def reduce_heads(attn: torch.Tensor, head_reduction: str) -> torch.Tensor:
     """``[B, H, ...] -> [B, ...]`` by max or mean over heads."""
     if head_reduction == "max":
@@ -353,3 +382,78 @@ class HFAdapter(AlignmentModel):
             "config": self.model.config.to_diff_dict(),
         }
 
+
+class HFModelAdapter(HFAdapter):
+    """An :class:`HFAdapter` over one transformers model class (BLIP, ViLT, FLAVA, BridgeTower).
+
+    Subclasses also set ``hf_model``, ``hf_config`` and ``hf_processor`` (the transformers
+    classes; the processor is built from code for randomly initialised models) and
+    ``hf_overrides`` (config attributes set on every load), and override :meth:`text_config`,
+    :meth:`vision_config` and :meth:`max_text_length` where their config differs. The family
+    builder is :meth:`build`.
+    """
+
+    hf_model: ClassVar[type[PreTrainedModel]]
+    hf_config: ClassVar[type[PretrainedConfig]]
+    hf_processor: ClassVar[type]
+    hf_overrides: ClassVar[Mapping[str, Any]] = {}
+    checkpoint_folders: ClassVar[bool] = True
+
+    @classmethod
+    def build(
+        cls,
+        config: Mapping[str, Any],
+        *,
+        checkpoint: str | Path | None = None,
+        tokenizer: str | Path | None = None,
+        image_size: int | None = None,
+        seed: int = 0,
+    ) -> HFModelAdapter:
+        """An adapter in eval mode, its weights, tokenizer and image processor from one source.
+
+        ``config``: ``{"pretrained": hub id, "revision": ...}`` or ``{"architecture":
+        hf_config keyword arguments}`` (seeded random weights, no download); ``checkpoint`` (a
+        save_pretrained folder or a file in one) replaces ``pretrained`` (see
+        :func:`pretrained_source`). ``tokenizer`` replaces the source's own (a random model
+        needs one); ``image_size`` must be the model's own. Captions are truncated to
+        :meth:`max_text_length` tokens.
+        """
+        source = pretrained_source(config, checkpoint)
+        model, info = cls.load_network(config, source, seed=seed)
+        text_config, vision_config = cls.text_config(model.config), cls.vision_config(model.config)
+        tok, processor = load_text_and_processor(source, tokenizer, cls.hf_processor, vocab_size=text_config.vocab_size, family=cls.family)
+        size = check_image_size(image_size, vision_config.image_size, cls.family)
+        text = TextProcessor(tok, min(tok.model_max_length, cls.max_text_length(text_config)))
+        return cls(model, text, square_transform(processor, size), vision_config.patch_size, info).eval()
+
+    @staticmethod
+    def text_config(config: PretrainedConfig) -> PretrainedConfig:
+        """The part of the model config with the text ``vocab_size`` and ``max_position_embeddings``."""
+        return config.text_config
+
+    @staticmethod
+    def vision_config(config: PretrainedConfig) -> PretrainedConfig:
+        """The part of the model config with the ``image_size`` and ``patch_size``."""
+        return config.vision_config
+
+    @staticmethod
+    def max_text_length(text_config: PretrainedConfig) -> int:
+        """Most tokens a caption may have (the text position table's size)."""
+        return text_config.max_position_embeddings
+
+    @classmethod
+    def load_network(cls, config: Mapping[str, Any], source: str | None, seed: int = 0) -> tuple[PreTrainedModel, dict[str, Any]]:
+        """:func:`load_hf_model` with the family's classes: from ``source`` (see
+        :func:`pretrained_source`) or, without one, seeded random weights."""
+        return load_hf_model(cls.hf_model, cls.hf_config, config, source, seed=seed, **cls.hf_overrides)
+
+    @classmethod
+    def architecture(cls, config: Mapping[str, Any]) -> PreTrainedModel | None:
+        """The network of an ``architecture`` config; ``None`` for a hub model (its config is a download)."""
+        return None if config.get("pretrained") else cls.load_network(config, None)[0]
+
+    @classmethod
+    def weights_source(cls, config: Mapping[str, Any]) -> str | None:
+        """``hf://REPO@REVISION`` of a hub model's config."""
+        pretrained = config.get("pretrained")
+        return f"hf://{pretrained}@{config.get('revision') or 'main'}" if pretrained else None

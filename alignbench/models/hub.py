@@ -17,13 +17,18 @@ from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import LocalEntryNotFoundError
 
 
+BUNDLED_DIR = Path(__file__).resolve().parents[1] / "assets" / "checkpoints"
+"""Where checkpoints shipped inside the package live."""
+
+
 class CheckpointNotFoundError(FileNotFoundError):
     """A checkpoint that is neither cached nor downloadable."""
 
 
 @dataclass(frozen=True)
 class CheckpointSource:
-    """Where a registered model's weights live."""
+    """Where a registered model's weights live: a hub file, a URL, or a file ``bundled`` with
+    the package (under ``alignbench/assets/checkpoints/``)."""
 
     hf_repo: str | None = None
     filename: str | None = None
@@ -31,9 +36,12 @@ class CheckpointSource:
     url: str | None = None
     sha256: str | None = None
     size_bytes: int | None = None
+    bundled: str | None = None
     note: str = ""
 
     def describe(self) -> str:
+        if self.bundled:
+            return f"bundled: {self.bundled}"
         if self.hf_repo:
             return f"hf://{self.hf_repo}/{self.filename}@{self.revision}"
         return str(self.url)
@@ -69,6 +77,16 @@ def sha256_file(path: Path) -> str:
     return memo[key]
 
 
+def sha256_path(path: Path) -> str:
+    """sha256 of a checkpoint file, or of a checkpoint folder: over the names and sha256s of
+    the files in it (a save_pretrained folder: weights, config, processor and tokenizer files)."""
+    path = Path(path)
+    if not path.is_dir():
+        return sha256_file(path)
+    listing = "".join(f"{f.name}\0{sha256_file(f)}\n" for f in sorted(path.iterdir()) if f.is_file())
+    return hashlib.sha256(listing.encode()).hexdigest()
+
+
 def _how_to_fetch(src: CheckpointSource, model_name: str) -> str:
     if src.hf_repo:
         get = f"`huggingface-cli download {src.hf_repo} {src.filename} --revision {src.revision}`"
@@ -79,6 +97,13 @@ def _how_to_fetch(src: CheckpointSource, model_name: str) -> str:
 
 def resolve_checkpoint(src: CheckpointSource, model_name: str) -> Path:
     """Local path of a registered checkpoint, downloading it if needed and possible."""
+    if src.bundled:
+        path = BUNDLED_DIR / src.bundled
+        if not path.is_file():
+            raise CheckpointNotFoundError(f"the bundled checkpoint of {model_name!r} is missing from this installation ({path}); reinstall alignbench")
+        if src.sha256 and sha256_file(path) != src.sha256:
+            raise CheckpointNotFoundError(f"{path} does not match the registered sha256 {src.sha256}; reinstall alignbench")
+        return path
     if src.hf_repo:
         try:
             return Path(hf_hub_download(src.hf_repo, src.filename, revision=src.revision))

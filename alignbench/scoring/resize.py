@@ -64,5 +64,5 @@ def resize_stack(masks: np.ndarray, grid: tuple[int, int], method: str) -> np.nd
     build = RESIZE_MATRICES[method]
     rh = build(masks.shape[-2], grid[0])
     rw = build(masks.shape[-1], grid[1])
-    out = np.einsum("gh,nhw,kw->ngk", rh, masks.astype(np.float64, copy=False), rw, optimize=True)
+    out = (rh @ masks.astype(np.float64, copy=False)) @ rw.T  # two batched matmuls: [N, gh, W] then [N, gh, gw]
     return out.astype(np.float32)

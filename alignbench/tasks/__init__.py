@@ -13,6 +13,8 @@ TASK_TYPES: Registry[type[Task]] = Registry("task type", "alignbench.task_types"
 TASK_TYPES.register("grounding", GroundingTask)
 TASK_TYPES.register_lazy("retrieval", "alignbench.tasks.retrieval:RetrievalTask")
 TASK_TYPES.register_lazy("hard-negative", "alignbench.tasks.hard_negative:HardNegativeTask")
+TASK_TYPES.register_lazy("video-grounding", "alignbench.tasks.video:VideoGroundingTask")
+TASK_TYPES.register_lazy("video-retrieval", "alignbench.tasks.video:VideoRetrievalTask")
 
 TASKS: Registry[TaskConfig] = Registry("task", "alignbench.tasks")
 for _cfg in load_task_definitions().values():

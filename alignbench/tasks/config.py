@@ -52,7 +52,7 @@ TASK_SCHEMA: dict[str, Any] = {
         },
         "metrics": {"type": "array", "items": {"type": "string"}, "minItems": 1},
         "main_metric": {"type": "string"},
-        "requires": {"type": "array", "items": {"enum": ["maps", "match", "embed"]}},
+        "requires": {"type": "array", "items": {"enum": ["maps", "match", "embed", "video"]}},
         "options": {"type": "object"},
         "citation": {"type": "string"},
         "suite": {"type": "array", "items": {"type": "string"}, "minItems": 1},

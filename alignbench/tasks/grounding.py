@@ -7,9 +7,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -52,7 +53,10 @@ class GroundingDataset(torch.utils.data.Dataset):
         return len(self.indices)
 
     def __getitem__(self, k: int) -> GroundingItem:
-        s = self.source[self.indices[k]]
+        return self.item(self.source[self.indices[k]])
+
+    def item(self, s: Any) -> GroundingItem:
+        """One grounding sample, transformed and with its grid masks."""
         return GroundingItem(
             sample_id=s.sample_id,
             pixel_values=self.transform(s.image),
@@ -167,7 +171,8 @@ def _scores(maps: torch.Tensor, box: torch.Tensor, box_hit: torch.Tensor, pixel:
     return {k: host.get(k, [None] * n) for k in METRIC_KEYS}
 
 
-def _mean(values: list[float | None]) -> float | None:
+def mean_or_none(values: list[float | None]) -> float | None:
+    """Mean of the values that are neither ``None`` nor NaN (``None`` when there are none)."""
     vals = [v for v in values if v is not None and not math.isnan(v)]
     return float(np.mean(vals)) if vals else None
 
@@ -175,12 +180,17 @@ def _mean(values: list[float | None]) -> float | None:
 class GroundingTask(SampleTask):
     """ALIGN-BENCH-style grounding: probe ``global-local`` or ``local-local``."""
 
+    dataset_class: type[GroundingDataset] = GroundingDataset
+    collate_class: type[GroundingCollate] = GroundingCollate
+
     def __init__(self, config, data_dir=None, options=None) -> None:
         super().__init__(config, data_dir, options)
         proto = dict(config.protocol)
         overrides = {k: v for k, v in proto.items() if k != "preset"}
         overrides.update(self.options.get("protocol", {}))
         self.protocol = get_protocol(proto.get("preset", "reference"), **overrides)
+        # the map parameters this task or run sets itself; the others are the map method's family default
+        self.map_overrides = {k: getattr(self.protocol, k) for k in ("layer", "head_reduction") if k in overrides}
 
     @property
     def is_global(self) -> bool:
@@ -193,22 +203,28 @@ class GroundingTask(SampleTask):
         return list(self.source.sample_ids)
 
     def torch_dataset(self, model: AlignmentModel, indices: list[int]) -> GroundingDataset:
-        return GroundingDataset(self.source, indices, model.image_transform(), model.grid_size, self.protocol,
-                                GridMaskCache(self.source.fingerprint))
+        return self.dataset_class(self.source, indices, model.image_transform(), model.grid_size, self.protocol,
+                                  GridMaskCache(self.source.fingerprint))
 
     def shared_batch_key(self) -> tuple:
-        """Both probes on one dataset and protocol read identical batches (one pass, one forward)."""
-        return ("grounding", self.source.fingerprint, self.protocol)
+        """Both probes on one dataset and protocol read identical batches (one pass, one forward).
+
+        Built from the dataset's definition (not its contents), so grouping opens no data."""
+        dataset = json.dumps([self.config.dataset, self.data_dir, self.options], sort_keys=True, default=str)
+        return ("grounding", dataset, self.protocol)
 
     def collate_fn(self, model: AlignmentModel) -> GroundingCollate:
-        return GroundingCollate(model.text_processor(), self.protocol.punctuation_tokens)
+        return self.collate_class(model.text_processor(), self.protocol.punctuation_tokens)
 
-    def map_method(self, opts: RunOptions) -> MapMethod:
-        return MapMethod(name=opts.map_method, layer=self.protocol.layer, head_reduction=self.protocol.head_reduction)
+    def map_method(self, opts: RunOptions, model: AlignmentModel) -> MapMethod:
+        """``opts.map_method`` with ``model``'s default layer and head reduction for it
+        (:meth:`AlignmentModel.default_map_method`: the protocol's last layer and max for
+        ``attention``), replaced by those the task definition or ``protocol.*`` options set."""
+        return replace(model.default_map_method(opts.map_method), **self.map_overrides)
 
     def score_batch(self, model: AlignmentModel, batch: GroundingBatch, opts: RunOptions) -> list[dict]:
         with opts.autocast():
-            maps = model.text_image_maps(batch.pixel_values, batch.text, self.map_method(opts))
+            maps = model.text_image_maps(batch.pixel_values, batch.text, self.map_method(opts, model))
         maps = maps.float()
         if self.is_global:
             return self._global_records(maps[:, batch.text.global_index], batch)
@@ -240,7 +256,7 @@ class GroundingTask(SampleTask):
             records.append(
                 {
                     "sample_id": sid,
-                    **{k: _mean([ph[k] for ph in phrases]) for k in METRIC_KEYS},
+                    **{k: mean_or_none([ph[k] for ph in phrases]) for k in METRIC_KEYS},
                     "phrases": phrases,
                     "missing_phrases": batch.missing_phrases[b],
                 }
@@ -248,7 +264,7 @@ class GroundingTask(SampleTask):
         return records
 
     def aggregate(self, records: list[dict]) -> tuple[dict[str, float | None], dict[str, Any]]:
-        metrics = {k: _mean([r[k] for r in records]) for k in METRIC_KEYS}
+        metrics = {k: mean_or_none([r[k] for r in records]) for k in METRIC_KEYS}
         counts: dict[str, Any] = {"samples": len(records)}
         if self.is_global:
             counts["regions_skipped_background"] = sum(len(r["skipped_background"]) for r in records)

@@ -17,6 +17,10 @@ Resume. With an output folder, embeddings are saved as safetensors shards of ``s
 items under ``<task>.embeddings/`` (with the run key they belong to), so a killed run
 recomputes only the missing shards. Per-query records (1-based rank of the ground truth) go to
 the task's ``*.samples.jsonl``.
+
+Distributed (see :mod:`alignbench.distributed`): each rank embeds its batches of every shard
+and the shard is gathered (every rank then holds the embeddings); re-ranking is split by image
+batch and the scores are summed across ranks. Rank 0 writes the shards, records and result.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import json
 import os
 import shutil
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -35,10 +39,11 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from ..data import retrieval_sources  # noqa: F401  (registers the retrieval data sources)
+from ..distributed import World, current_world
 from ..models.base import AlignmentModel, CapabilityError, require_capabilities
 from ..progress import progress_bar
 from ..results import RunStore
-from ..runner import _run_key, result_header, timing
+from ..runner import run_key, result_header, timing
 from .base import RunOptions, Task
 
 RECALL_AT = (1, 5, 10)
@@ -130,13 +135,20 @@ class _Images(torch.utils.data.Dataset):
 
 class EmbeddingStore:
     """Normalised embeddings in safetensors shards of ``shard_size`` items (memory only without
-    a folder). The folder holds ``key.json``; a different key empties it first."""
+    a folder). The folder holds ``key.json``; a different key empties it first.
 
-    def __init__(self, directory: Path | None, key: dict[str, Any], shard_size: int, *, resume: bool) -> None:
-        self.directory, self.shard_size = directory, shard_size
+    Each shard's items are embedded in batches of ``batch_size`` split over the ``world``'s
+    ranks and gathered; rank 0 writes the shard files."""
+
+    def __init__(self, directory: Path | None, key: dict[str, Any], shard_size: int, *, resume: bool,
+                 batch_size: int, world: World) -> None:
+        self.directory, self.shard_size, self.batch_size, self.world = directory, shard_size, batch_size, world
         self.computed = self.resumed = 0
-        if directory is None:
-            return
+        if directory is not None:
+            world.on_main(lambda: self._prepare(directory, key, resume))
+
+    @staticmethod
+    def _prepare(directory: Path, key: dict[str, Any], resume: bool) -> None:
         key_path = directory / "key.json"
         stale = not resume or not key_path.exists() or json.loads(key_path.read_text()) != key
         if stale and directory.exists():
@@ -156,8 +168,10 @@ class EmbeddingStore:
                     parts.append(emb)
                     self.resumed += 1
                     continue
-            emb = F.normalize(compute(indices).float(), dim=-1).cpu().contiguous()
-            if path is not None:
+            mine = self.world.shard(indices, self.batch_size)
+            raw = self.world.gather_batches(compute(mine) if mine else None, len(indices), self.batch_size)
+            emb = F.normalize(raw.float(), dim=-1).cpu().contiguous()
+            if path is not None and self.world.is_main:
                 tmp = path.with_suffix(".tmp")
                 save_file({"embeddings": emb}, str(tmp))
                 os.replace(tmp, path)
@@ -213,22 +227,25 @@ class RetrievalTask(Task):
         texts = [t for t, i in enumerate(src.text_to_image) if i < n_images]
         query_ids = [f"i2t/{src.image_ids[i]}" for i in range(n_images)] + [f"t2i/{t}" for t in texts]
         dataset_info = self.describe_dataset()
-        key = {**_run_key(self, model, model_name, opts, dataset_info), "gallery": {"images": n_images, "texts": len(texts)}}
+        key = {**run_key(self, model, model_name, opts, dataset_info), "gallery": {"images": n_images, "texts": len(texts)}}
+        world = current_world()
+        if world.size > 1 and output_dir is None:
+            raise ValueError("a distributed run needs an output folder: its ranks exchange embeddings through it")
         store = RunStore(output_dir, model_name, self.name) if output_dir is not None else None
         model.eval()
         forward_s, pairs = 0.0, 0
-        with store if store is not None else nullcontext():
-            done = store.start(key, resume=opts.resume) if store is not None else {}
+        with ExitStack() as stack:
+            done = world.on_main(lambda: stack.enter_context(store).start(key, resume=opts.resume)) if store is not None else {}
             todo = [q for q in query_ids if q not in done]
             records = dict(done)
             emb_dir = None if store is None else store.dir / f"{store.result_path.stem}.embeddings"
             emb_key = {k: v for k, v in key.items() if k not in ("protocol", "map_method")}
-            embeddings = EmbeddingStore(emb_dir, emb_key, s.shard_size, resume=opts.resume)
+            embeddings = EmbeddingStore(emb_dir, emb_key, s.shard_size, resume=opts.resume, batch_size=s.batch_size, world=world)
             if todo:
                 t0 = time.perf_counter()
-                new, pairs = self._rank(model, model_name, src, n_images, texts, embeddings, opts)
+                new, pairs = self._rank(model, model_name, src, n_images, texts, embeddings, opts, world)
                 forward_s = time.perf_counter() - t0
-                if store is not None:
+                if store is not None and world.is_main:
                     store.append([r for r in new if r["sample_id"] not in done])
                 records.update((r["sample_id"], r) for r in new)
             ordered = [records[q] for q in query_ids]
@@ -249,14 +266,14 @@ class RetrievalTask(Task):
                 },
             )
             result["run"].update(timing(started, forward_s, computed=len(todo)), samples_resumed=len(query_ids) - len(todo),
-                                 batch_size_used=s.batch_size, chunk_size=s.chunk_size, shard_size=s.shard_size)
+                                 batch_size_used=s.batch_size, chunk_size=s.chunk_size, shard_size=s.shard_size, world_size=world.size)
             if store is not None:
                 result["samples_file"] = store.samples_path.name
-                store.write_result(result)
+                world.on_main(lambda: store.write_result(result))
         return result
 
     def _rank(self, model: AlignmentModel, model_name: str, src: Any, n_images: int, texts: list[int],
-              embeddings: EmbeddingStore, opts: RunOptions) -> tuple[list[dict[str, Any]], int]:
+              embeddings: EmbeddingStore, opts: RunOptions, world: World) -> tuple[list[dict[str, Any]], int]:
         """Rank every query of the gallery (images ``0..n_images-1``, captions ``texts``);
         returns the per-query records and the number of pairs the matching head scored."""
         s, device = self._settings, torch.device(opts.device)
@@ -269,12 +286,17 @@ class RetrievalTask(Task):
         t2i, t2i_top = embedding_ranks(txt, img, text_labels.to(device), image_labels.to(device), chunk_size=s.chunk_size, k=k)
         if not s.rerank:
             return self._records(src, texts, n_images, i2t, t2i, None), 0
-        i2t_scores, t2i_scores, pairs = self._match_candidates(model, src, texts, i2t_top, t2i_top, opts, model_name)
+        i2t_scores, t2i_scores, pairs = self._match_candidates(model, src, texts, i2t_top, t2i_top, opts, model_name, world)
         final_i2t = rerank(i2t, i2t_top, i2t_scores, image_labels, text_labels)
         final_t2i = rerank(t2i, t2i_top, t2i_scores, text_labels, image_labels)
         return self._records(src, texts, n_images, final_i2t, final_t2i, {"i2t": i2t, "t2i": t2i}), pairs
 
     # -- model calls ---------------------------------------------------------------------
+
+    def gallery_dataset(self, model: AlignmentModel, src: Any, indices: list[int]) -> torch.utils.data.Dataset:
+        """The gallery items at ``indices``, preprocessed for ``model`` (images here; video tasks
+        override it to load clips)."""
+        return _Images(src, indices, model.image_transform())
 
     def _loader(self, dataset: Any, opts: RunOptions, collate: Callable | None = None) -> torch.utils.data.DataLoader:
         return torch.utils.data.DataLoader(
@@ -285,7 +307,7 @@ class RetrievalTask(Task):
     def _embed_images(self, model: AlignmentModel, src: Any, indices: list[int], opts: RunOptions, name: str) -> torch.Tensor:
         out = []
         with progress_bar(total=len(indices), desc=f"{name} | {self.name} | images", quiet=opts.quiet) as bar:
-            for px in self._loader(_Images(src, indices, model.image_transform()), opts):
+            for px in self._loader(self.gallery_dataset(model, src, indices), opts):
                 with torch.inference_mode(), opts.autocast():
                     out.append(model.embed_images(px.to(opts.device)).float().cpu())
                 bar.update(len(px))
@@ -303,25 +325,28 @@ class RetrievalTask(Task):
 
     def _match_candidates(
         self, model: AlignmentModel, src: Any, texts: list[int], i2t_top: torch.Tensor, t2i_top: torch.Tensor,
-        opts: RunOptions, name: str,
+        opts: RunOptions, name: str, world: World,
     ) -> tuple[torch.Tensor, torch.Tensor, int]:
         """Matching-head scores of every (query, candidate) pair, each distinct pair scored once.
 
-        Pairs are grouped by image so every image is decoded and transformed once.
+        Pairs are grouped by image so every image is decoded and transformed once; each rank
+        scores the pairs of its image batches and the scores are summed over ranks.
         Returns the ``[Q, k]`` scores of both directions and the number of pairs scored.
         """
         n_images, k = i2t_top.shape
         i2t_pairs = torch.stack([torch.arange(n_images).repeat_interleave(k), i2t_top.reshape(-1)], dim=1)
         t2i_pairs = torch.stack([t2i_top.reshape(-1), torch.arange(len(texts)).repeat_interleave(t2i_top.shape[1])], dim=1)
         unique, inverse = torch.unique(torch.cat([i2t_pairs, t2i_pairs]), dim=0, return_inverse=True)  # sorted by image
-        scores = torch.empty(len(unique))
+        scores = torch.zeros(len(unique))
         images = unique[:, 0].unique().tolist()
         bounds = torch.searchsorted(unique[:, 0].contiguous(), torch.tensor(images + [n_images]))
+        mine = world.shard(range(len(images)), self._settings.batch_size)
         text_processor = model.text_processor()
         done = 0
-        with progress_bar(total=len(unique), desc=f"{name} | {self.name} | re-rank", quiet=opts.quiet) as bar:
-            for px in self._loader(_Images(src, images, model.image_transform()), opts):
-                batch_images = range(done, done + len(px))
+        mine_pairs = sum(int(bounds[b + 1] - bounds[b]) for b in mine)
+        with progress_bar(total=mine_pairs, desc=f"{name} | {self.name} | re-rank", quiet=opts.quiet or not world.is_main) as bar:
+            for px in self._loader(self.gallery_dataset(model, src, [images[b] for b in mine]), opts):
+                batch_images = mine[done : done + len(px)]
                 done += len(px)
                 rows = torch.cat([torch.arange(bounds[b], bounds[b + 1]) for b in batch_images])
                 local = torch.cat([torch.full((int(bounds[b + 1] - bounds[b]),), j) for j, b in enumerate(batch_images)])
@@ -332,6 +357,7 @@ class RetrievalTask(Task):
                     with torch.inference_mode(), opts.autocast():
                         scores[sel] = model.match_scores(px[loc].to(opts.device), text.to(opts.device)).float().cpu()
                     bar.update(len(sel))
+        scores = world.sum(scores)
         i2t_scores = scores[inverse[: len(i2t_pairs)]].view(n_images, k)
         t2i_scores = scores[inverse[len(i2t_pairs) :]].view(len(texts), -1)
         return i2t_scores, t2i_scores, len(unique)

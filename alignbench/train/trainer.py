@@ -32,7 +32,7 @@ class TrainConfig:
 
     recipe: str = "glscl"
     base_model: str = "meter-tiny-random"
-    steps: int = 1500
+    steps: int = 800
     batch_size: int = 32
     lr: float = 5e-4
     weight_decay: float = 0.01
@@ -165,18 +165,23 @@ class Trainer:
         return log
 
     def save(self, path: Path, log: list[dict[str, Any]]) -> None:
-        """A Lightning-style checkpoint in the published METER key layout, with the reference
-        config under ``hyper_parameters.config`` and the training config beside it."""
+        """Write the weights in the published METER key layout.
+
+        ``.safetensors``: the state dict, with the reference config and the training record as
+        JSON metadata (``config``, ``alignbench_train``). Any other suffix: a Lightning-style
+        checkpoint with the config under ``hyper_parameters.config``.
+        """
         path.parent.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        torch.save(
-            {
-                "state_dict": state,
-                "hyper_parameters": {"config": self.model.config.to_dict()},
-                "alignbench_train": {**asdict(self.cfg), "data_fingerprint": self.data.fingerprint, "final_losses": log[-1] if log else {}},
-            },
-            path,
-        )
+        state = {k: v.detach().clone().contiguous() for k, v in self.model.state_dict().items()}
+        record = {**asdict(self.cfg), "data_fingerprint": self.data.fingerprint, "torch_threads": torch.get_num_threads(),
+                  "final_losses": log[-1] if log else {}}
+        config = self.model.config.to_dict()
+        if path.suffix == ".safetensors":
+            from safetensors.torch import save_file
+
+            save_file(state, str(path), metadata={"config": json.dumps(config), "alignbench_train": json.dumps(record)})
+        else:
+            torch.save({"state_dict": state, "hyper_parameters": {"config": config}, "alignbench_train": record}, path)
 
 
 def train(cfg: TrainConfig, output: Path, quiet: bool = False) -> Path:

@@ -29,26 +29,34 @@ per object.
 
 Scenes are a pure function of ``(seed, index, GENERATOR_VERSION)`` via
 ``numpy.random.default_rng([seed, index])``; see :mod:`.sources` for splits and sizes.
+
+``align-bench-synth-video`` sets the scenes in motion (:mod:`.clips`): clip ``index`` starts as
+scene ``index``, keeps its caption and phrases, and has per-frame masks and boxes.
 """
 
 from alignbench.data.synthetic.captions import CaptionSpec, Mention, find_phrase, render_caption, spec_is_true
+from alignbench.data.synthetic.clips import CLIP_FRAMES, CLIP_GENERATOR_VERSION, render_clip
 from alignbench.data.synthetic.render import BACKGROUNDS, COLOURS, SHAPES
 from alignbench.data.synthetic.scene import GENERATOR_NAME, GENERATOR_VERSION, generate_scene
 from alignbench.data.synthetic.sources import (
     SIZES,
     SPLITS,
+    VIDEO_SIZES,
     RetrievalItem,
     SyntheticGroundingSource,
     SyntheticHardNegativeSource,
     SyntheticRetrievalSource,
+    SyntheticVideoGroundingSource,
+    SyntheticVideoRetrievalSource,
     split_seed,
 )
 from alignbench.data.synthetic.variants import HARD_NEGATIVE_KINDS, HardNegative, hard_negative_pairs
 
 __all__ = [
-    "BACKGROUNDS", "COLOURS", "GENERATOR_NAME", "GENERATOR_VERSION", "HARD_NEGATIVE_KINDS",
-    "SHAPES", "SIZES", "SPLITS", "CaptionSpec", "HardNegative", "Mention", "RetrievalItem",
-    "SyntheticGroundingSource", "SyntheticHardNegativeSource", "SyntheticRetrievalSource",
-    "find_phrase", "generate_scene", "hard_negative_pairs", "render_caption", "spec_is_true",
-    "split_seed",
+    "BACKGROUNDS", "CLIP_FRAMES", "CLIP_GENERATOR_VERSION", "COLOURS", "GENERATOR_NAME",
+    "GENERATOR_VERSION", "HARD_NEGATIVE_KINDS", "SHAPES", "SIZES", "SPLITS", "VIDEO_SIZES",
+    "CaptionSpec", "HardNegative", "Mention", "RetrievalItem", "SyntheticGroundingSource",
+    "SyntheticHardNegativeSource", "SyntheticRetrievalSource", "SyntheticVideoGroundingSource",
+    "SyntheticVideoRetrievalSource", "find_phrase", "generate_scene", "hard_negative_pairs",
+    "render_caption", "render_clip", "spec_is_true", "split_seed",
 ]

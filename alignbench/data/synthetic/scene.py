@@ -123,7 +123,9 @@ def scene_identities(seed: int, index: int, attempt: int = 0) -> list[Identity]:
 
 
 @dataclass(frozen=True)
-class _Object:
+class SceneObject:
+    """One drawn object: identity, size class, outline, visible pixels and their tight box."""
+
     colour: str
     shape: str
     size: str
@@ -148,41 +150,54 @@ def _separated(a: np.ndarray, b: np.ndarray) -> bool:
     return ax1 + gap <= bx0 or bx1 + gap <= ax0 or ay1 + gap <= by0 or by1 + gap <= ay0
 
 
-def _layout(rng: np.random.Generator, identities: list[Identity], w: int, h: int) -> list[_Object]:
+def rasterise(identities: Sequence[Identity], sizes: Sequence[str], geoms: Sequence[ShapeGeometry],
+              w: int, h: int) -> list[SceneObject] | None:
+    """The objects drawn in order (later ones occlude earlier ones), or ``None`` when one is not
+    recognisable: empty, less than :data:`MIN_VISIBLE` of it visible, or near an object of its
+    colour (see :data:`SAME_COLOUR_GAP`)."""
+    full = [shape_mask(g, w, h) for g in geoms]
+    labels = np.full((h, w), -1, dtype=np.int8)
+    for k, mask in enumerate(full):
+        labels[mask] = k
+    visible = [labels == k for k in range(len(full))]
+    areas = [int(m.sum()) for m in full]
+    if min(areas) == 0 or any(v.sum() < MIN_VISIBLE * a for v, a in zip(visible, areas)):
+        return None
+    same = [(i, j) for i in range(len(full)) for j in range(i) if identities[i][0] == identities[j][0]]
+    if not all(_separated(full[i], full[j]) for i, j in same):
+        return None
+    return [SceneObject(c, s, z, g, v, bounding_box(v), float(v.sum()) / a)
+            for (c, s), z, g, v, a in zip(identities, sizes, geoms, visible, areas)]
+
+
+def _layout(rng: np.random.Generator, identities: list[Identity], w: int, h: int) -> list[SceneObject]:
     """Sizes and positions, redrawn until every object stays recognisable under occlusion."""
     while True:
         sizes = [_pick(rng, list(SIZE_FRACTIONS)) for _ in identities]
         geoms = [_sample_geometry(rng, s, z, w, h) for (_, s), z in zip(identities, sizes)]
-        full = [shape_mask(g, w, h) for g in geoms]
-        labels = np.full((h, w), -1, dtype=np.int8)
-        for k, mask in enumerate(full):
-            labels[mask] = k
-        visible = [labels == k for k in range(len(full))]
-        areas = [int(m.sum()) for m in full]
-        if min(areas) == 0 or any(v.sum() < MIN_VISIBLE * a for v, a in zip(visible, areas)):
-            continue
-        same = [(i, j) for i in range(len(full)) for j in range(i) if identities[i][0] == identities[j][0]]
-        if all(_separated(full[i], full[j]) for i, j in same):
-            return [_Object(c, s, z, g, v, bounding_box(v), float(v.sum()) / a)
-                    for (c, s), z, g, v, a in zip(identities, sizes, geoms, visible, areas)]
+        objects = rasterise(identities, sizes, geoms, w, h)
+        if objects is not None:
+            return objects
 
 
-def _paint(canvas: np.ndarray, objects: list[_Object]) -> Image.Image:
+def paint(canvas: np.ndarray, objects: Sequence[SceneObject]) -> Image.Image:
+    """``objects`` painted onto ``canvas`` (modified in place), as an RGB image."""
     for obj in objects:
         canvas[obj.mask] = COLOURS[obj.colour]
     return Image.fromarray(canvas, "RGB")
 
 
-def _groups(objects: list[_Object]) -> dict[Identity, list[_Object]]:
-    groups: dict[Identity, list[_Object]] = {}
+def groups_of(objects: Sequence[SceneObject]) -> dict[Identity, list[SceneObject]]:
+    """The objects by colour and shape, in drawing order."""
+    groups: dict[Identity, list[SceneObject]] = {}
     for obj in objects:
         groups.setdefault((obj.colour, obj.shape), []).append(obj)
     return groups
 
 
-def _sample_spec(rng: np.random.Generator, objects: list[_Object], tone: str) -> CaptionSpec:
+def _sample_spec(rng: np.random.Generator, objects: list[SceneObject], tone: str) -> CaptionSpec:
     """Mentions in random order, maybe a relation (true by the boxes) and a background."""
-    groups = _groups(objects)
+    groups = groups_of(objects)
     mentions = []
     for (colour, shape), members in groups.items():
         size = members[0].size if len(members) == 1 and rng.random() < P_SIZE_WORD else None
@@ -200,8 +215,9 @@ def _sample_spec(rng: np.random.Generator, objects: list[_Object], tone: str) ->
     return CaptionSpec(tuple(mentions), relation, named_tone, style)
 
 
-def _phrases(spec: CaptionSpec, objects: list[_Object], w: int, h: int) -> tuple[Phrase, ...]:
-    groups = _groups(objects)
+def scene_phrases(spec: CaptionSpec, objects: Sequence[SceneObject], w: int, h: int) -> tuple[Phrase, ...]:
+    """The caption's phrases with the regions of ``objects`` (the background phrase: the whole image)."""
+    groups = groups_of(objects)
     phrases = [Phrase(m.phrase, tuple(Region(o.box, o.mask) for o in groups[m.key]))
                for m in spec.mentions]
     if spec.background:
@@ -210,49 +226,71 @@ def _phrases(spec: CaptionSpec, objects: list[_Object], w: int, h: int) -> tuple
     return tuple(phrases)
 
 
-def _meta(seed: int, index: int, attempt: int, tone: str, texture: str,
-          objects: list[_Object], spec: CaptionSpec) -> dict:
-    relations = []
-    if spec.relation:
-        a, b = spec.mentions[:2]
-        relations.append({"subject": a.phrase, "relation": spec.relation, "object": b.phrase})
-    return {
-        "generator": GENERATOR_NAME,
-        "generator_version": GENERATOR_VERSION,
-        "seed": seed,
-        "index": index,
-        "attempt": attempt,
-        "background": {"tone": tone, "texture": texture},
-        "objects": [
-            {"colour": o.colour, "shape": o.shape, "size": o.size, "box": list(o.box),
-             "visible_fraction": round(o.visible_fraction, 4),
-             "center": [round(o.geom.cx, 2), round(o.geom.cy, 2)],
-             "tilt_deg": round(math.degrees(o.geom.angle), 2)}
-            for o in objects
-        ],
-        "relations": relations,
-        "caption_spec": spec.to_dict(),
-    }
+@dataclass(frozen=True)
+class SceneDraw:
+    """A scene as drawn from its generator, before painting (see :func:`draw_scene`)."""
+
+    seed: int
+    index: int
+    attempt: int
+    width: int
+    height: int
+    objects: list[SceneObject]
+    tone: str
+    texture: str
+    canvas: np.ndarray  # the background, (height, width, 3) uint8; paint a copy
+    spec: CaptionSpec
+
+    def meta(self) -> dict:
+        """The scene's metadata (``GroundingSample.meta``)."""
+        spec, relations = self.spec, []
+        if spec.relation:
+            a, b = spec.mentions[:2]
+            relations.append({"subject": a.phrase, "relation": spec.relation, "object": b.phrase})
+        return {
+            "generator": GENERATOR_NAME,
+            "generator_version": GENERATOR_VERSION,
+            "seed": self.seed,
+            "index": self.index,
+            "attempt": self.attempt,
+            "background": {"tone": self.tone, "texture": self.texture},
+            "objects": [
+                {"colour": o.colour, "shape": o.shape, "size": o.size, "box": list(o.box),
+                 "visible_fraction": round(o.visible_fraction, 4),
+                 "center": [round(o.geom.cx, 2), round(o.geom.cy, 2)],
+                 "tilt_deg": round(math.degrees(o.geom.angle), 2)}
+                for o in self.objects
+            ],
+            "relations": relations,
+            "caption_spec": spec.to_dict(),
+        }
 
 
 def scene_id(seed: int, index: int, attempt: int = 0) -> str:
     return f"synth-{seed}-{index:05d}" + (f"-r{attempt}" if attempt else "")
 
 
-def render_scene(seed: int, index: int, attempt: int = 0) -> GroundingSample:
-    """Scene ``index`` of ``seed`` (``attempt`` > 0: a deterministic redraw of that slot)."""
+def draw_scene(seed: int, index: int, attempt: int = 0) -> tuple[SceneDraw, np.random.Generator]:
+    """Every random choice of scene ``index`` of ``seed``, in order, and the generator after
+    them (the synthetic video suite draws a clip's motion from it)."""
     rng = scene_rng(seed, index, attempt)
     w, h = _sample_canvas(rng)
     objects = _layout(rng, _sample_identities(rng), w, h)
     tone, texture = _pick(rng, list(BACKGROUNDS)), _pick(rng, TEXTURES)
-    image = _paint(background(tone, texture, w, h, rng), objects)
+    canvas = background(tone, texture, w, h, rng)
     spec = _sample_spec(rng, objects, tone)
+    return SceneDraw(seed, index, attempt, w, h, objects, tone, texture, canvas, spec), rng
+
+
+def render_scene(seed: int, index: int, attempt: int = 0) -> GroundingSample:
+    """Scene ``index`` of ``seed`` (``attempt`` > 0: a deterministic redraw of that slot)."""
+    draw, _ = draw_scene(seed, index, attempt)
     return GroundingSample(
         sample_id=scene_id(seed, index, attempt),
-        image=image,
-        caption=render_caption(spec),
-        phrases=_phrases(spec, objects, w, h),
-        meta=_meta(seed, index, attempt, tone, texture, objects, spec),
+        image=paint(draw.canvas.copy(), draw.objects),
+        caption=render_caption(draw.spec),
+        phrases=scene_phrases(draw.spec, draw.objects, draw.width, draw.height),
+        meta=draw.meta(),
     )
 
 

@@ -1,4 +1,5 @@
-"""Dataset sources of the synthetic suite: grounding, hard negatives and retrieval.
+"""Dataset sources of the synthetic suite: grounding, hard negatives and retrieval, on images
+and on clips (the scenes set in motion, :mod:`.clips`).
 
 Every source is lazy: an item is generated when it is asked for. Splits use disjoint scene
 seeds: ``scene_seed = 2 * seed`` for ``test`` and ``2 * seed + 1`` for ``train``, so no scene
@@ -15,8 +16,9 @@ from typing import Any, ClassVar
 
 from PIL import Image
 
-from alignbench.data.sample import GroundingSample
+from alignbench.data.sample import GroundingSample, VideoGroundingSample
 from alignbench.data.synthetic.captions import render_caption
+from alignbench.data.synthetic.clips import CLIP_FRAMES, CLIP_GENERATOR_NAME, CLIP_GENERATOR_VERSION, clip_id, render_clip
 from alignbench.data.synthetic.scene import (
     GENERATOR_NAME,
     GENERATOR_VERSION,
@@ -25,6 +27,7 @@ from alignbench.data.synthetic.scene import (
     scene_id,
     scene_identities,
 )
+from alignbench.data.video import DEFAULT_FRAMES, ClipRetrievalItem, sample_frame_indices
 from alignbench.data.synthetic.variants import (
     HardNegative,
     group_signature,
@@ -33,6 +36,7 @@ from alignbench.data.synthetic.variants import (
 )
 
 SIZES = {"mini": 200, "full": 2000}
+VIDEO_SIZES = {"mini": 50, "full": 500}
 SPLITS = ("test", "train")
 
 
@@ -49,13 +53,14 @@ class _SyntheticSource:
     """Size, seed, split, fingerprint and description shared by all synthetic sources."""
 
     kind: ClassVar[str]
+    sizes: ClassVar[dict[str, int]] = SIZES
 
     def __init__(self, size: str = "mini", seed: int = 0, split: str = "test") -> None:
-        if size not in SIZES:
-            raise ValueError(f"unknown size {size!r}; choose one of {', '.join(SIZES)}")
+        if size not in self.sizes:
+            raise ValueError(f"unknown size {size!r}; choose one of {', '.join(self.sizes)}")
         self.size, self.seed, self.split = size, seed, split
         self.scene_seed = split_seed(seed, split)
-        self.num_scenes = SIZES[size]
+        self.num_scenes = self.sizes[size]
 
     def _scene_index(self, i: int) -> int:
         if not -self.num_scenes <= i < self.num_scenes:
@@ -66,13 +71,17 @@ class _SyntheticSource:
     def fingerprint(self) -> str:
         """sha256 of the generator version and the source parameters."""
         params = {"generator": GENERATOR_NAME, "version": GENERATOR_VERSION, "kind": self.kind,
-                  "size": self.size, "seed": self.seed, "split": self.split}
+                  "size": self.size, "seed": self.seed, "split": self.split, **self._extra_params()}
         return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
+
+    def _extra_params(self) -> dict[str, Any]:
+        """Parameters of subclasses that change the data (in the fingerprint and description)."""
+        return {}
 
     def describe(self) -> dict[str, Any]:
         return {"name": GENERATOR_NAME, "kind": self.kind, "generator_version": GENERATOR_VERSION,
                 "size": self.size, "seed": self.seed, "split": self.split,
-                "scene_seed": self.scene_seed, "num_scenes": self.num_scenes,
+                "scene_seed": self.scene_seed, "num_scenes": self.num_scenes, **self._extra_params(),
                 "fingerprint": self.fingerprint}
 
 
@@ -190,3 +199,63 @@ class SyntheticRetrievalSource(_SyntheticSource):
     @property
     def image_ids(self) -> list[str]:
         return [scene_id(self.scene_seed, i, a) for i, a in enumerate(self._attempts)]
+
+
+class _Clips:
+    """Frames per clip of the video sources (mixed in before :class:`_SyntheticSource`)."""
+
+    sizes: ClassVar[dict[str, int]] = VIDEO_SIZES
+    frames: int
+    frame_indices: list[int]
+
+    def _set_frames(self, frames: int) -> None:
+        if not 1 <= frames <= CLIP_FRAMES:
+            raise ValueError(f"frames must be between 1 and {CLIP_FRAMES} (the frames of a synthetic clip), got {frames}")
+        self.frames, self.frame_indices = frames, sample_frame_indices(CLIP_FRAMES, frames)
+
+    def _extra_params(self) -> dict[str, Any]:
+        return {"clip_generator": CLIP_GENERATOR_NAME, "clip_generator_version": CLIP_GENERATOR_VERSION,
+                "frames": self.frames}
+
+
+class SyntheticVideoGroundingSource(_Clips, _SyntheticSource):
+    """``align-bench-synth-video``: :class:`VideoGroundingSample` clips of ``frames`` frames
+    (sampled from the clip's :data:`~.clips.CLIP_FRAMES` by the rule of :mod:`alignbench.data.video`)."""
+
+    kind = "video-grounding"
+
+    def __init__(self, size: str = "mini", seed: int = 0, split: str = "test", frames: int = DEFAULT_FRAMES) -> None:
+        super().__init__(size, seed, split)
+        self._set_frames(frames)
+
+    def __len__(self) -> int:
+        return self.num_scenes
+
+    def __getitem__(self, i: int) -> VideoGroundingSample:
+        return render_clip(self.scene_seed, self._scene_index(i), frames=self.frame_indices)
+
+    @property
+    def sample_ids(self) -> list[str]:
+        return [clip_id(self.scene_seed, i) for i in range(self.num_scenes)]
+
+
+class SyntheticVideoRetrievalSource(_Clips, SyntheticRetrievalSource):
+    """The retrieval set's scenes as clips: two captions per clip, each true of exactly one clip
+    (motion changes no caption: they list the clip's objects)."""
+
+    kind = "video-retrieval"
+
+    def __init__(self, size: str = "mini", seed: int = 0, split: str = "test", frames: int = DEFAULT_FRAMES) -> None:
+        super().__init__(size, seed, split)
+        self._set_frames(frames)
+
+    def __getitem__(self, i: int) -> ClipRetrievalItem:
+        i = self._scene_index(i)
+        clip = render_clip(self.scene_seed, i, self._attempts[i], self.frame_indices)
+        ids = tuple(range(i * self.captions_per_image, (i + 1) * self.captions_per_image))
+        return ClipRetrievalItem(clip.sample_id, clip.frames, tuple(self.captions[t] for t in ids), ids)
+
+    @property
+    def image_ids(self) -> list[str]:
+        """The clip ids (the retrieval task calls gallery items images)."""
+        return [clip_id(self.scene_seed, i, a) for i, a in enumerate(self._attempts)]

@@ -1,6 +1,6 @@
 """ALBEF-layout models (ALBEF, TCL): config, network, checkpoints, adapter, builder."""
 
-from .adapter import ALBEF_GRADCAM, AlbefAdapter
+from .adapter import ALBEF_GRADCAM, GRADCAM_BERT_LAYER, AlbefAdapter
 from .build import build_albef
 from .checkpoint import LoadReport, load_into, normalise_keys
 from .config import AlbefConfig
@@ -10,6 +10,7 @@ build = build_albef  # the family builder alignbench.models.factory calls
 
 __all__ = [
     "ALBEF_GRADCAM",
+    "GRADCAM_BERT_LAYER",
     "AlbefAdapter",
     "AlbefConfig",
     "AlbefModel",

@@ -7,9 +7,13 @@ the image-CLS key column dropped (not renormalised) and heads reduced by ``head_
 * ``attention``: the attention probabilities;
 * ``gradcam``: probabilities times the positive part of their gradient with respect to the ITM
   "match" logit (of every caption, summed over the batch: captions do not interact), as ALBEF
-  visualises grounding. ALBEF's own setting is :data:`ALBEF_GRADCAM` (BERT layer 8, heads averaged).
-  On the last fusion layer only the ``[CLS]`` row reaches the ITM head, so every other row is 0
-  there: local (phrase) maps need an earlier layer.
+  visualises grounding. On the last fusion layer only the ``[CLS]`` row reaches the ITM head, so
+  every other row is 0 there: local (phrase) maps need an earlier layer. Unless a run sets them,
+  ``gradcam`` reads BERT layer :data:`GRADCAM_BERT_LAYER` (8: the third fusion layer of the base
+  layout) with heads averaged, ALBEF's own setting (:data:`ALBEF_GRADCAM`): ``block_num = 8`` and
+  ``gradcam[0].mean(0)`` over heads in ``visualization.ipynb`` of the salesforce/ALBEF repository.
+  Models without that fusion layer before their last use the last fusion layer but one (see
+  :func:`~alignbench.models.hf_common.gradcam_layer`).
 
 Captions are tokenized as they are (ALBEF's ``pre_caption`` punctuation stripping is not applied,
 so character offsets stay on the original caption); images are squashed to the input size
@@ -26,13 +30,15 @@ import torch
 from transformers import PreTrainedTokenizerFast
 
 from ..base import MapMethod, TextBatch
-from ..hf_common import HFAdapter, TextProcessor, gradients_enabled, mask_padding, patch_maps
+from ..hf_common import HFAdapter, TextProcessor, gradcam_layer, gradients_enabled, mask_padding, patch_maps
 from ..image import CLIP_MEAN, CLIP_STD, ImageTransform
+from .config import AlbefConfig
 from .modeling import AlbefModel, FusionOutput
 
-# ALBEF's grounding visualisation: Grad-CAM on the cross-attention of BERT layer 8 (the third
-# fusion layer of the base layout), heads averaged.
-ALBEF_GRADCAM = MapMethod(name="gradcam", layer=2, head_reduction="mean")
+# ALBEF's grounding visualisation: Grad-CAM on the cross-attention of BERT layer 8, heads averaged;
+# as a MapMethod of the base layout (fusion layers from BERT layer 6 on).
+GRADCAM_BERT_LAYER = 8
+ALBEF_GRADCAM = MapMethod(name="gradcam", layer=GRADCAM_BERT_LAYER - AlbefConfig.fusion_layer, head_reduction="mean")
 
 
 class AlbefAdapter(HFAdapter):
@@ -57,10 +63,22 @@ class AlbefAdapter(HFAdapter):
         self.provenance = dict(provenance or {})
         self.capabilities = type(self).capabilities - frozenset(unavailable)
 
+    @classmethod
+    def architecture(cls, config: Mapping[str, Any]) -> AlbefModel:
+        """The network of an :class:`AlbefConfig` dict (see :meth:`AlbefConfig.from_dict`)."""
+        return AlbefModel(AlbefConfig.from_dict(config))
+
     @property
     def num_map_layers(self) -> int:
         """``MapMethod.layer`` indexes the fusion (cross-attention) layers."""
         return self.model.config.num_fusion_layers
+
+    def default_map_method(self, name: str) -> MapMethod:
+        """``gradcam``: ALBEF's layer and head averaging (see the module docstring); ``attention``: the reference."""
+        if name == "gradcam":
+            layer = gradcam_layer(GRADCAM_BERT_LAYER - self.model.config.fusion_layer, self.num_map_layers)
+            return MapMethod(name, layer=layer, head_reduction="mean")
+        return super().default_map_method(name)
 
     def _inputs(self, text: TextBatch) -> tuple[torch.Tensor, torch.Tensor]:
         return text.input_ids.to(self.device()), text.attention_mask.to(self.device())

@@ -9,8 +9,8 @@ from typing import Any
 
 import torch
 
+from ..checkpoint import read_checkpoint
 from ..hf_common import load_tokenizer
-from ..meter.checkpoint import load_checkpoint
 from .adapter import AlbefAdapter
 from .checkpoint import load_into
 from .config import AlbefConfig
@@ -48,7 +48,7 @@ def build_albef(
     load_info: dict[str, Any] = {"random_init_seed": seed}
     unavailable: set[str] = set()
     if checkpoint is not None:
-        state_dict, _ = load_checkpoint(checkpoint)
+        state_dict, _ = read_checkpoint(checkpoint)
         report = load_into(model, state_dict, source=str(checkpoint))
         unavailable = report.unavailable_capabilities
         provenance["checkpoint"] = str(Path(checkpoint).resolve())

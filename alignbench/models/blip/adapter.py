@@ -9,47 +9,53 @@ not.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from transformers import BlipConfig, BlipForImageTextRetrieval, BlipImageProcessor
 
 from ..base import MapMethod, TextBatch
-from ..hf_common import (
-    HFAdapter,
-    TextProcessor,
-    check_image_size,
-    gradients_enabled,
-    load_hf_model,
-    load_text_and_processor,
-    mask_padding,
-    patch_maps,
-    pretrained_source,
-    square_transform,
-)
+from ..hf_common import HFModelAdapter, gradcam_layer, gradients_enabled, mask_padding, patch_maps
 
 
-class BlipAdapter(HFAdapter):
+# LAVIS' compute_gradcam(block_num=6): the text-encoder layer whose cross-attention BLIP's Grad-CAM reads.
+GRADCAM_LAYER = 6
+
+
+class BlipAdapter(HFModelAdapter):
     """A BLIP ITM model with its BERT tokenizer and image processor.
 
     Map methods: ``attention`` (text->image cross-attention probabilities of one text layer,
     image [CLS] column dropped, not renormalised, heads reduced by max or mean) and
     ``gradcam`` (gradient of the ITM "match" logit w.r.t. those probabilities times the
-    probabilities, clamped at 0, heads averaged whatever ``head_reduction`` says, as BLIP and
-    ALBEF visualise grounding). Match: ITM softmax probability of "match". Embed: the ITC
+    probabilities, clamped at 0, heads reduced by ``head_reduction``, as BLIP and ALBEF
+    visualise grounding). Match: ITM softmax probability of "match". Embed: the ITC
     projections of the image and text [CLS] (unnormalised).
+
+    Unless a run sets them, ``gradcam`` reads text layer :data:`GRADCAM_LAYER` (6 of 12) with
+    heads averaged: the defaults of ``compute_gradcam`` (``block_num=6``, ``gradcam.mean(0)``
+    over heads) in ``lavis/models/blip_models/blip_image_text_matching.py`` of Salesforce's LAVIS,
+    which draws BLIP's grounding maps; on shallower models, the last layer but one (see
+    :func:`~alignbench.models.hf_common.gradcam_layer`).
     """
 
     family: ClassVar[str] = "blip"
     capabilities: ClassVar[frozenset[str]] = frozenset({"maps", "match", "embed"})
     map_methods: ClassVar[tuple[str, ...]] = ("attention", "gradcam")
+    hf_model = BlipForImageTextRetrieval
+    hf_config = BlipConfig
+    hf_processor = BlipImageProcessor
     model: BlipForImageTextRetrieval
 
     @property
     def num_map_layers(self) -> int:
         return self.model.config.text_config.num_hidden_layers
+
+    def default_map_method(self, name: str) -> MapMethod:
+        """``gradcam``: LAVIS' layer and head averaging (see the class docstring); ``attention``: the reference."""
+        if name == "gradcam":
+            return MapMethod(name, layer=gradcam_layer(GRADCAM_LAYER, self.num_map_layers), head_reduction="mean")
+        return super().default_map_method(name)
 
     def _fused(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
         """Image-grounded text encoding with attention probabilities."""
@@ -72,22 +78,21 @@ class BlipAdapter(HFAdapter):
         """``[B, L, gh, gw]`` maps of layer ``method.layer``; padding rows are 0."""
         layer = self.check_method(method)
         if method.name == "gradcam":
-            maps = self._gradcam(pixel_values, text, layer)
+            attention = self._gradcam(pixel_values, text, layer)
         else:
             with torch.no_grad():
-                probs = self._fused(pixel_values, text.input_ids, text.attention_mask).cross_attentions[layer]
-            maps = patch_maps(probs, self.grid_size, method.head_reduction)
-        return mask_padding(maps, text.attention_mask)
+                attention = self._fused(pixel_values, text.input_ids, text.attention_mask).cross_attentions[layer]
+        return mask_padding(patch_maps(attention, self.grid_size, method.head_reduction), text.attention_mask)
 
     def _gradcam(self, pixel_values: torch.Tensor, text: TextBatch, layer: int) -> torch.Tensor:
+        """``[B, heads, L, 1 + N]``: cross-attention times its gradient, clamped at 0."""
         # clone(): tensors made under inference_mode cannot be saved for backward
         with gradients_enabled():
             fused = self._fused(pixel_values.clone(), text.input_ids.clone(), text.attention_mask.clone())
             probs = fused.cross_attentions[layer]
             match_logit = self._itm_logits(fused)[:, 1]
             (grad,) = torch.autograd.grad(match_logit.sum(), probs)
-            cam = (grad * probs).clamp(min=0).detach()
-        return patch_maps(cam, self.grid_size, "mean")
+            return (grad * probs).clamp(min=0).detach()
 
     @torch.no_grad()
     def match_scores(self, pixel_values: torch.Tensor, text: TextBatch) -> torch.Tensor:
@@ -110,25 +115,4 @@ class BlipAdapter(HFAdapter):
         return self.model.text_proj(hidden[:, 0, :])
 
 
-def build(
-    config: Mapping[str, Any],
-    *,
-    checkpoint: str | Path | None = None,
-    tokenizer: str | Path | None = None,
-    image_size: int | None = None,
-    seed: int = 0,
-) -> BlipAdapter:
-    """A BLIP adapter in eval mode.
-
-    ``config``: ``{"pretrained": hub id, "revision": ...}`` or ``{"architecture": BlipConfig
-    keyword arguments}`` (seeded random weights, no download); ``checkpoint`` (a
-    save_pretrained folder or a file in one) replaces ``pretrained``.
-    """
-    source = pretrained_source(config, checkpoint)
-    model, info = load_hf_model(BlipForImageTextRetrieval, BlipConfig, config, source, seed=seed)
-    cfg = model.config
-    tok, processor = load_text_and_processor(source, tokenizer, BlipImageProcessor, vocab_size=cfg.text_config.vocab_size, family="blip")
-    size = check_image_size(image_size, cfg.vision_config.image_size, "blip")
-    max_length = min(tok.model_max_length, cfg.text_config.max_position_embeddings)
-    adapter = BlipAdapter(model, TextProcessor(tok, max_length), square_transform(processor, size), cfg.vision_config.patch_size, info)
-    return adapter.eval()
+build = BlipAdapter.build  # the family builder alignbench.models.factory calls

@@ -9,29 +9,16 @@ cross-attention is read with a forward hook on ``cross_modal_text_layers[i].cros
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from transformers import BridgeTowerConfig, BridgeTowerForImageAndTextRetrieval, BridgeTowerImageProcessor
+from transformers import BridgeTowerConfig, BridgeTowerForImageAndTextRetrieval, BridgeTowerImageProcessor, PretrainedConfig
 
 from ..base import MapMethod, TextBatch
-from ..hf_common import (
-    HFAdapter,
-    TextProcessor,
-    capture_outputs,
-    check_image_size,
-    load_hf_model,
-    load_text_and_processor,
-    mask_padding,
-    patch_maps,
-    pretrained_source,
-    square_transform,
-)
+from ..hf_common import HFModelAdapter, capture_outputs, mask_padding, patch_maps
 
 
-class BridgeTowerAdapter(HFAdapter):
+class BridgeTowerAdapter(HFModelAdapter):
     """A BridgeTower ITM model with its RoBERTa tokenizer.
 
     Map method ``attention``: text->image cross-attention probabilities of one cross-modal
@@ -44,7 +31,15 @@ class BridgeTowerAdapter(HFAdapter):
     family: ClassVar[str] = "bridgetower"
     capabilities: ClassVar[frozenset[str]] = frozenset({"maps", "match"})
     map_methods: ClassVar[tuple[str, ...]] = ("attention",)
+    hf_model = BridgeTowerForImageAndTextRetrieval
+    hf_config = BridgeTowerConfig
+    hf_processor = BridgeTowerImageProcessor
     model: BridgeTowerForImageAndTextRetrieval
+
+    @staticmethod
+    def max_text_length(text_config: PretrainedConfig) -> int:
+        """RoBERTa positions start after the pad id."""
+        return text_config.max_position_embeddings - text_config.pad_token_id - 1
 
     @property
     def num_map_layers(self) -> int:
@@ -75,30 +70,4 @@ class BridgeTowerAdapter(HFAdapter):
         return self._forward(pixel_values, text).logits.float().softmax(dim=-1)[:, 1]
 
 
-def build(
-    config: Mapping[str, Any],
-    *,
-    checkpoint: str | Path | None = None,
-    tokenizer: str | Path | None = None,
-    image_size: int | None = None,
-    seed: int = 0,
-) -> BridgeTowerAdapter:
-    """A BridgeTower adapter in eval mode.
-
-    ``config``: ``{"pretrained": hub id, "revision": ...}`` or ``{"architecture":
-    BridgeTowerConfig keyword arguments}`` (seeded random weights, no download);
-    ``checkpoint`` (a save_pretrained folder or a file in one) replaces ``pretrained``.
-    """
-    source = pretrained_source(config, checkpoint)
-    model, info = load_hf_model(BridgeTowerForImageAndTextRetrieval, BridgeTowerConfig, config, source, seed=seed)
-    cfg = model.config
-    text_cfg = cfg.text_config
-    tok, processor = load_text_and_processor(
-        source, tokenizer, BridgeTowerImageProcessor, vocab_size=text_cfg.vocab_size, family="bridgetower"
-    )
-    size = check_image_size(image_size, cfg.vision_config.image_size, "bridgetower")
-    # RoBERTa positions start after the pad id
-    max_length = min(tok.model_max_length, text_cfg.max_position_embeddings - text_cfg.pad_token_id - 1)
-    transform = square_transform(processor, size)
-    adapter = BridgeTowerAdapter(model, TextProcessor(tok, max_length), transform, cfg.vision_config.patch_size, info)
-    return adapter.eval()
+build = BridgeTowerAdapter.build  # the family builder alignbench.models.factory calls

@@ -19,12 +19,18 @@ and pointing scores do not change with a map's scale, so a one-word phrase score
 word encoded alone, and a multi-word phrase as the sum of its words' maps. Maps ignore
 ``MapMethod.layer`` and ``head_reduction``. The match score is the cosine similarity of the global
 embeddings.
+
+Clips ``[B, T, 3, H, W]`` (capability ``video``): every frame is encoded as an image; a clip's
+embedding is the mean of its frames' L2-normalised embeddings (``frame_pooling: mean``, as
+CLIP4Clip's mean pooling), and its maps are the per-frame maps ``[B, L, T, gh, gw]``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
+import open_clip
 import torch
 import torch.nn.functional as F
 from open_clip.model import CLIP
@@ -40,8 +46,24 @@ class ClipAdapter(AlignmentModel):
     """An open_clip :class:`~open_clip.model.CLIP` with its BPE tokenizer (see the module docstring)."""
 
     family: ClassVar[str] = "clip"
-    capabilities: ClassVar[frozenset[str]] = frozenset({"maps", "match", "embed"})
+    capabilities: ClassVar[frozenset[str]] = frozenset({"maps", "match", "embed", "video"})
     map_methods: ClassVar[tuple[str, ...]] = ("patch-similarity", "relevancy")
+    frame_pooling: ClassVar[str] = "mean"
+
+    @classmethod
+    def architecture(cls, config: Mapping[str, Any]) -> CLIP | None:
+        """The network of a ``model_cfg`` config or of a named open_clip model; ``None`` for a
+        name open_clip ships no config for (e.g. ``hf-hub:``) or one with a custom or Hugging Face
+        text tower (not a plain :class:`CLIP`; the latter's config is a download)."""
+        if "model_cfg" in config:
+            cfg = config["model_cfg"]
+        elif config.get("model") in open_clip.list_models():  # configs open_clip ships (no lookup on the hub)
+            cfg = open_clip.get_model_config(config["model"])
+        else:
+            return None
+        if cfg.get("custom_text") or "hf_model_name" in cfg.get("text_cfg", {}):
+            return None
+        return CLIP(**cfg)
 
     def __init__(
         self,
@@ -122,11 +144,15 @@ class ClipAdapter(AlignmentModel):
             raise CapabilityError(f"{self.family} models have no map method {method.name!r}; use one of {self.map_methods}")
 
     def text_image_maps(self, pixel_values: torch.Tensor, text: TextBatch, method: MapMethod) -> torch.Tensor:
-        """``[B, L, gh, gw]``: row ``global_index`` the whole caption, other rows their unit; specials and padding 0."""
+        """``[B, L, gh, gw]`` (``[B, L, T, gh, gw]`` for clips): row ``global_index`` the whole
+        caption, other rows their unit; specials and padding 0."""
         self._check(method)
         texts, rows = self._queries(text)
         rows = rows.to(self._device)
         px = pixel_values.to(self._device)
+        clips = px.shape[:2] if px.dim() == 5 else None
+        if clips is not None:  # frames as images, each with its clip's text rows
+            px, rows = px.flatten(0, 1), rows.repeat_interleave(clips[1], dim=0)
         if method.name == "patch-similarity":
             per_text = self._patch_similarity(px, texts)
         else:
@@ -134,7 +160,8 @@ class ClipAdapter(AlignmentModel):
         B, L = rows.shape
         maps = per_text.gather(1, rows.clamp(min=0)[..., None].expand(B, L, per_text.shape[-1]))
         maps = maps * (rows >= 0)[..., None].to(maps.dtype)
-        return maps.reshape(B, L, *self.grid_size)
+        maps = maps.reshape(B, L, *self.grid_size)
+        return maps if clips is None else maps.unflatten(0, clips).transpose(1, 2)
 
     @torch.no_grad()
     def _patch_similarity(self, px: torch.Tensor, texts: list[list[int]]) -> torch.Tensor:
@@ -171,8 +198,13 @@ class ClipAdapter(AlignmentModel):
 
     @torch.no_grad()
     def embed_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Projected image embeddings ``[B, E]`` (unnormalised)."""
-        return self.model.visual(pixel_values.to(self._device))[0]
+        """Projected image embeddings ``[B, E]`` (unnormalised); for clips, the mean of the
+        frames' normalised embeddings."""
+        px = pixel_values.to(self._device)
+        if px.dim() == 4:
+            return self.model.visual(px)[0]
+        frames = F.normalize(self.model.visual(px.flatten(0, 1))[0], dim=-1)
+        return frames.unflatten(0, px.shape[:2]).mean(dim=1)
 
     @torch.no_grad()
     def embed_texts(self, text: TextBatch) -> torch.Tensor:
@@ -181,5 +213,6 @@ class ClipAdapter(AlignmentModel):
         return self._encode_ids([text.input_ids[b, :n].tolist() for b, n in enumerate(lengths)])
 
     def describe(self) -> dict:
-        """Provenance, family, parameters, image size and capabilities."""
-        return {**super().describe(), "image_size": self.image_size, "capabilities": sorted(self.capabilities)}
+        """Provenance, family, parameters, image size, capabilities and the clip frame pooling."""
+        return {**super().describe(), "image_size": self.image_size, "capabilities": sorted(self.capabilities),
+                "frame_pooling": self.frame_pooling}

@@ -8,46 +8,44 @@ projected to the multimodal width, concatenated as ``[image [CLS], patches, text
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from transformers import FlavaConfig, FlavaForPreTraining, FlavaImageProcessor
+from transformers import FlavaConfig, FlavaForPreTraining, FlavaImageProcessor, PretrainedConfig
 
 from ..base import MapMethod, TextBatch
-from ..hf_common import (
-    HFAdapter,
-    TextProcessor,
-    check_image_size,
-    load_hf_model,
-    load_text_and_processor,
-    mask_padding,
-    patch_maps,
-    pretrained_source,
-    square_transform,
-)
+from ..hf_common import HFModelAdapter, mask_padding, patch_maps
 
 
-class FlavaAdapter(HFAdapter):
+class FlavaAdapter(HFModelAdapter):
     """A FLAVA model with its BERT tokenizer and image processor.
 
     Map method ``attention``: the multimodal encoder's self-attention probabilities of one
     layer from each text token to the image patches (image [CLS], multimodal [CLS] and text
     keys dropped, not renormalised), heads reduced by max or mean. Match: ITM softmax
-    probability of "match" (declared only when the checkpoint has ITM head weights). Embed:
-    the unimodal contrastive projections of the image and text [CLS] (unnormalised).
+    probability of "match" (declared only when the checkpoint has ITM head weights: a bare
+    ``FlavaModel`` gives a model without ``match``). Embed: the unimodal contrastive projections
+    of the image and text [CLS] (unnormalised). The image codebook, used only for pre-training,
+    is not built.
     """
 
     family: ClassVar[str] = "flava"
     capabilities: ClassVar[frozenset[str]] = frozenset({"maps", "match", "embed"})
     map_methods: ClassVar[tuple[str, ...]] = ("attention",)
+    hf_model = FlavaForPreTraining
+    hf_config = FlavaConfig
+    hf_processor = FlavaImageProcessor
+    hf_overrides = {"init_codebook": False}  # the image codebook is used only for pre-training
     model: FlavaForPreTraining
 
-    def __init__(self, *args: Any, has_itm_head: bool = True, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if not has_itm_head:
+        if any(k.startswith("itm_head.") for k in self.load_info.get("missing_keys", [])):
             self.capabilities = type(self).capabilities - {"match"}
+
+    @staticmethod
+    def vision_config(config: PretrainedConfig) -> PretrainedConfig:
+        return config.image_config
 
     @property
     def num_map_layers(self) -> int:
@@ -103,29 +101,5 @@ class FlavaAdapter(HFAdapter):
         ).last_hidden_state
         return flava.text_projection(hidden[:, 0, :])
 
-def build(
-    config: Mapping[str, Any],
-    *,
-    checkpoint: str | Path | None = None,
-    tokenizer: str | Path | None = None,
-    image_size: int | None = None,
-    seed: int = 0,
-) -> FlavaAdapter:
-    """A FLAVA adapter in eval mode (the image codebook, used only for pre-training, is not built).
 
-    ``config``: ``{"pretrained": hub id, "revision": ...}`` or ``{"architecture": FlavaConfig
-    keyword arguments}`` (seeded random weights, no download); ``checkpoint`` (a
-    save_pretrained folder or a file in one) replaces ``pretrained``. A checkpoint without ITM
-    head weights (a bare ``FlavaModel``) gives a model without the ``match`` capability.
-    """
-    source = pretrained_source(config, checkpoint)
-    model, info = load_hf_model(FlavaForPreTraining, FlavaConfig, config, source, seed=seed, init_codebook=False)
-    cfg = model.config
-    tok, processor = load_text_and_processor(source, tokenizer, FlavaImageProcessor, vocab_size=cfg.text_config.vocab_size, family="flava")
-    size = check_image_size(image_size, cfg.image_config.image_size, "flava")
-    max_length = min(tok.model_max_length, cfg.text_config.max_position_embeddings)
-    has_itm = not any(k.startswith("itm_head.") for k in info.get("missing_keys", []))
-    adapter = FlavaAdapter(
-        model, TextProcessor(tok, max_length), square_transform(processor, size), cfg.image_config.patch_size, info, has_itm_head=has_itm
-    )
-    return adapter.eval()
+build = FlavaAdapter.build  # the family builder alignbench.models.factory calls

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -10,7 +11,8 @@ from transformers import PreTrainedTokenizerFast
 from ..base import AlignmentModel, CapabilityError, MapMethod, TextBatch
 from ..hf_common import TextProcessor
 from ..image import CLIP_MEAN, CLIP_STD, ImageTransform
-from .modeling import MeterModel
+from .config import MeterConfig
+from .modeling import MeterModel, frame_count
 
 HEAD_REDUCTIONS = ("max", "mean")
 
@@ -22,12 +24,19 @@ class MeterAdapter(AlignmentModel):
     text-side co-attention layer with the image-CLS key column dropped (not renormalised),
     heads reduced by max or mean: the ALIGN-BENCH reference map with the defaults (last layer,
     max). The match score is the ITM logit of "match" minus that of "no match"; embeddings are
-    the contrastive projections (unnormalised).
+    the contrastive projections (unnormalised). Clips ``[B, T, 3, H, W]`` run in the flexible
+    video mode (see :mod:`.modeling`); their maps are ``[B, L, T, g, g]``, every text position's
+    attention over each frame's patches (the frames' [CLS] key columns dropped).
     """
 
     family: ClassVar[str] = "meter"
-    capabilities: ClassVar[frozenset[str]] = frozenset({"maps", "match", "embed"})
+    capabilities: ClassVar[frozenset[str]] = frozenset({"maps", "match", "embed", "video"})
     map_methods: ClassVar[tuple[str, ...]] = ("attention",)
+
+    @classmethod
+    def architecture(cls, config: Mapping[str, Any]) -> MeterModel:
+        """The network of a reference-style config (see :meth:`MeterConfig.from_reference`)."""
+        return MeterModel(MeterConfig.from_reference(config))
 
     def __init__(
         self,
@@ -37,9 +46,11 @@ class MeterAdapter(AlignmentModel):
         provenance: dict[str, Any] | None = None,
         unavailable: frozenset[str] | set[str] = frozenset(),
         load_info: dict[str, Any] | None = None,
+        temporal_embedding: str = "zero-init",
     ) -> None:
         """``unavailable`` removes capabilities whose head weights the checkpoint lacked;
-        ``load_info`` (how the weights were loaded) is reported by :meth:`describe`."""
+        ``load_info`` (how the weights were loaded) and ``temporal_embedding`` (whether the video
+        mode's temporal embedding was loaded or is zero) are reported by :meth:`describe`."""
         super().__init__()
         if image_size != model.config.image_size:
             raise ValueError(f"image_size {image_size} differs from the model's {model.config.image_size}")
@@ -48,6 +59,7 @@ class MeterAdapter(AlignmentModel):
         self._image_size = image_size
         self.provenance = dict(provenance or {})
         self.load_info = dict(load_info or {})
+        self.temporal_embedding = temporal_embedding
         self.capabilities = type(self).capabilities - frozenset(unavailable)
         cfg = model.config
         # Room in RoBERTa's position table (positions start after the pad id); METER trained
@@ -94,7 +106,8 @@ class MeterAdapter(AlignmentModel):
 
     @torch.no_grad()
     def text_image_maps(self, pixel_values: torch.Tensor, text: TextBatch, method: MapMethod) -> torch.Tensor:
-        """``[B, L, g, g]`` text->image attention of layer ``method.layer``; padding rows are 0."""
+        """``[B, L, g, g]`` text->image attention of layer ``method.layer`` (``[B, L, T, g, g]``
+        for clips); padding rows are 0."""
         if method.name not in self.map_methods:
             raise CapabilityError(f"{self.family} models have no map method {method.name!r}; use one of {self.map_methods}")
         if method.head_reduction not in HEAD_REDUCTIONS:
@@ -104,10 +117,11 @@ class MeterAdapter(AlignmentModel):
             raise ValueError(f"layer {method.layer} out of range for {n_layers} co-attention layers")
         px, ids, mask = self._inputs(pixel_values, text)
         probs = self.model.infer(px, ids, mask, output_cross_attentions=True).cross_attentions[method.layer]
-        patches = probs[..., 1:]  # drop the image-CLS key, no renormalisation
+        frames = frame_count(px)
+        patches = probs[..., frames:]  # drop the image-CLS key(s), no renormalisation
         reduced = patches.amax(dim=1) if method.head_reduction == "max" else patches.mean(dim=1)
-        maps = reduced.reshape(*reduced.shape[:2], *self.grid_size)
-        return maps * mask[:, :, None, None].to(maps.dtype)
+        maps = reduced.reshape(*reduced.shape[:2], *((frames,) if px.dim() == 5 else ()), *self.grid_size)
+        return maps * mask.reshape(*mask.shape, *[1] * (maps.dim() - 2)).to(maps.dtype)
 
     @torch.no_grad()
     def match_scores(self, pixel_values: torch.Tensor, text: TextBatch) -> torch.Tensor:
@@ -130,10 +144,12 @@ class MeterAdapter(AlignmentModel):
         return self.model.con_text_proj(ids, mask)
 
     def describe(self) -> dict:
-        """Provenance (name, checkpoint, sha256, ...), family, parameters, load info and config."""
+        """Provenance (name, checkpoint, sha256, ...), family, parameters, load info, config and
+        the state of the video mode's temporal embedding."""
         return {
             **super().describe(),
             "load": self.load_info,
+            "temporal_embedding": self.temporal_embedding,
             "image_size": self._image_size,
             "capabilities": sorted(self.capabilities),
             "config": self.model.config.to_dict(),

@@ -69,6 +69,10 @@ class MeterConfig:
     patch_size: int = 16
     vision_width: int = 768
     vision_layers: int = 12  # the CLIP Transformer builds vision_layers - 1 resblocks
+    # flexible video mode: frames of the learnable temporal embedding; 0 builds none (an image
+    # model, whose clips get a zero temporal embedding); the reference video tower has 8. Not the
+    # reference key ``num_frames``, which is the frames a video dataset samples per clip.
+    temporal_frames: int = 0
     # MAE decoder (parameters only; the published build passes no decoder args)
     decoder_embed_dim: int = 512
     decoder_depth: int = 8
@@ -88,6 +92,8 @@ class MeterConfig:
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
         if self.image_size % self.patch_size:
             raise ValueError(f"image_size {self.image_size} is not a multiple of patch size {self.patch_size}")
+        if self.temporal_frames < 0:
+            raise ValueError(f"temporal_frames must be >= 0, got {self.temporal_frames}")
         if self.vision_width % 64:
             raise ValueError(f"vision_width {self.vision_width} must be a multiple of 64 (CLIP heads = width // 64)")
 

@@ -8,6 +8,15 @@ cross-attention -> FFN) with poolers, ITM, MLM and contrastive heads.
 
 Unlike the reference (whose batches were unpadded at evaluation), padding is masked
 everywhere it can be attended to, so every output is independent of the batch composition.
+
+Flexible video mode (the reference's ``clip_model_video``): a batch of clips ``[B, T, 3, H, W]``
+runs through the same visual tower with a learnable temporal embedding (``temporal_embed``,
+``[1, temporal_frames, W]`` as in the reference checkpoints; zero when the model has none) added to
+each frame's position embedding, and an attention mask under which every frame's [CLS] token
+attends to all tokens of all frames while patch tokens attend within their own frame. The
+visual sequence is the T [CLS] features followed by every frame's patches (frame-major); the
+image pooler and the contrastive image embedding average the T [CLS] features. With T = 1 and
+no (or a zero) temporal embedding this is the image path exactly.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from .config import MeterConfig
 CROSS_LAYER_NORM_EPS = 1e-12  # BertConfig default, used by the reference cross-modal layers
 POS_EMBED_KEY = "vision_transformer.visual.positional_embedding"
 DECODER_POS_EMBED_KEY = "vision_transformer.decoder_pos_embed"
+TEMPORAL_EMBED_KEY = "vision_transformer.visual.temporal_embed"
 
 
 def extended_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -62,9 +72,10 @@ class ResidualAttentionBlock(nn.Module):
         )
         self.ln_2 = LayerNormFp32(width)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``attn_mask``: boolean ``[S, S]``, True where a query may NOT attend to a key."""
         h = self.ln_1(x)
-        x = x + self.attn(h, h, h, need_weights=False)[0]
+        x = x + self.attn(h, h, h, need_weights=False, attn_mask=attn_mask)[0]
         return x + self.mlp(self.ln_2(x))
 
 
@@ -75,10 +86,19 @@ class VisualTransformerStack(nn.Module):
         super().__init__()
         self.resblocks = nn.ModuleList(ResidualAttentionBlock(width, heads) for _ in range(blocks))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
         for block in self.resblocks:
-            x = block(x)
+            x = block(x, attn_mask)
         return x
+
+
+def frame_attention_mask(frames: int, tokens_per_frame: int, device: torch.device | None = None) -> torch.Tensor:
+    """The flexible video mode's boolean ``[S, S]`` attention mask (True: may NOT attend),
+    ``S = frames * tokens_per_frame``, frames in order, each frame's [CLS] first: a [CLS] token
+    attends to every token of every frame, a patch token to the tokens of its own frame."""
+    index = torch.arange(frames * tokens_per_frame, device=device)
+    frame, is_cls = index // tokens_per_frame, index % tokens_per_frame == 0
+    return ~(is_cls[:, None] | (frame[:, None] == frame[None, :]))
 
 
 class VisualTransformer(nn.Module):
@@ -95,13 +115,21 @@ class VisualTransformer(nn.Module):
         self.ln_pre = LayerNormFp32(width)
         self.transformer = VisualTransformerStack(width, config.vision_resblocks, config.vision_heads)
         self.ln_post = LayerNormFp32(width)
+        # video mode only; zeros until a video checkpoint is loaded (image checkpoints lack it)
+        self.temporal_embed = nn.Parameter(torch.zeros(1, config.temporal_frames, width)) if config.temporal_frames else None
 
     def forward(
         self, pixel_values: torch.Tensor, patch_mask: torch.Tensor | None = None, keep: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Features ``[B, 1 + n, W]``. Training-time masking (both default off):
-        ``patch_mask [B, g*g]`` (bool) replaces those patches by ``visual_mask_token``;
-        ``keep [B, K]`` (patch indices) drops all other patches after position embedding."""
+        """Features ``[B, 1 + n, W]`` of images ``[B, 3, H, W]``, or ``[B, T + T*n, W]`` of clips
+        ``[B, T, 3, H, W]`` (see :meth:`forward_clips`). Training-time masking (images only,
+        both default off): ``patch_mask [B, g*g]`` (bool) replaces those patches by
+        ``visual_mask_token``; ``keep [B, K]`` (patch indices) drops all other patches after
+        position embedding."""
+        if pixel_values.dim() == 5:
+            if patch_mask is not None or keep is not None:
+                raise ValueError("training-time patch masking takes images [B, 3, H, W], not clips")
+            return self.forward_clips(pixel_values)
         x = self.conv1(pixel_values).flatten(2).transpose(1, 2)  # [B, g*g, W], row-major patches
         if patch_mask is not None:
             x = torch.where(patch_mask[..., None], self.visual_mask_token.to(x.dtype), x)
@@ -110,6 +138,23 @@ class VisualTransformer(nn.Module):
         if keep is not None:
             x = torch.cat([x[:, :1], x[:, 1:].gather(1, keep[..., None].expand(-1, -1, x.shape[-1]))], dim=1)
         return self.ln_post(self.transformer(self.ln_pre(x)))
+
+    def forward_clips(self, clips: torch.Tensor) -> torch.Tensor:
+        """Flexible video mode: clips ``[B, T, 3, H, W]`` -> ``[B, T + T*n, W]``, the frames'
+        [CLS] features then every frame's patch features (frame-major, row-major patches)."""
+        B, T = clips.shape[:2]
+        pos = self.positional_embedding.expand(T, -1, -1)  # [T, 1 + n, W]
+        if self.temporal_embed is not None:
+            if T > self.temporal_embed.shape[1]:
+                raise ValueError(f"a clip of {T} frames exceeds the {self.temporal_embed.shape[1]} frames of the temporal embedding (temporal_frames)")
+            pos = pos + self.temporal_embed[0, :T, None]
+        x = self.conv1(clips.flatten(0, 1)).flatten(2).transpose(1, 2)  # [B*T, n, W]
+        cls = self.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
+        x = torch.cat([cls, x], dim=1).unflatten(0, (B, T)) + pos.to(x.dtype)
+        tokens = x.shape[2]
+        mask = frame_attention_mask(T, tokens, x.device) if T > 1 else None
+        x = self.ln_post(self.transformer(self.ln_pre(x.flatten(1, 2)), mask)).unflatten(1, (T, tokens))
+        return torch.cat([x[:, :, 0], x[:, :, 1:].flatten(1, 2)], dim=1)
 
 
 class DecoderAttention(nn.Module):
@@ -253,14 +298,16 @@ class BertCrossLayer(nn.Module):
 
 
 class Pooler(nn.Module):
-    """``tanh(dense(x[:, 0]))``."""
+    """``tanh(dense(x[:, 0]))``; with ``n_first > 1`` (the [CLS] tokens of a clip's frames) the
+    mean of the first ``n_first`` tokens replaces ``x[:, 0]``."""
 
     def __init__(self, hidden: int) -> None:
         super().__init__()
         self.dense = nn.Linear(hidden, hidden)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.dense(x[:, 0]))
+    def forward(self, x: torch.Tensor, n_first: int = 1) -> torch.Tensor:
+        first = x[:, 0] if n_first == 1 else x[:, :n_first].mean(dim=1)
+        return torch.tanh(self.dense(first))
 
 
 class ITMHead(nn.Module):
@@ -314,11 +361,11 @@ class MeterOutput:
     """Outputs of :meth:`MeterModel.infer` (batch first)."""
 
     text_encoder_out: torch.Tensor  # [B, L, Dt] RoBERTa output, before cross_modal_text_transform
-    image_encoder_out: torch.Tensor  # [B, 1+g*g, Dv] CLIP ln_post output
+    image_encoder_out: torch.Tensor  # [B, 1+g*g, Dv] CLIP ln_post output ([B, T+T*g*g, Dv] for clips)
     text_feats: torch.Tensor  # [B, L, H] after the co-attention stack
-    image_feats: torch.Tensor  # [B, 1+g*g, H]
+    image_feats: torch.Tensor  # [B, 1+g*g, H] ([B, T+T*g*g, H] for clips)
     cls_feats: torch.Tensor  # [B, 2H] text pooler ++ image pooler
-    cross_attentions: list[torch.Tensor] | None = None  # per layer: text->image probs [B, h, L, 1+g*g]
+    cross_attentions: list[torch.Tensor] | None = None  # per layer: text->image probs [B, h, L, 1+g*g] ([..., T+T*g*g])
 
 
 class MeterModel(nn.Module):
@@ -372,8 +419,9 @@ class MeterModel(nn.Module):
         return x
 
     def encode_image(self, pixel_values: torch.Tensor, **masking: torch.Tensor | None) -> torch.Tensor:
-        """CLIP visual features ``[B, 1+g*g, Dv]`` (after ``ln_post``, no projection); see
-        :meth:`VisualTransformer.forward` for the training-time masking arguments."""
+        """CLIP visual features ``[B, 1+g*g, Dv]`` (after ``ln_post``, no projection), or
+        ``[B, T+T*g*g, Dv]`` for clips ``[B, T, 3, H, W]``; see :meth:`VisualTransformer.forward`
+        for the training-time masking arguments."""
         return self.vision_transformer(pixel_values, **masking)
 
     def fuse(
@@ -400,11 +448,13 @@ class MeterModel(nn.Module):
         attention_mask: torch.Tensor,
         output_cross_attentions: bool = False,
     ) -> MeterOutput:
-        """The reference ``infer()`` (no masking, image token type 1) on a padded batch."""
+        """The reference ``infer()`` (no masking, image token type 1) on a padded batch of
+        images or clips; a clip's image pooler averages its frames' [CLS] features."""
         text_out = self.encode_text(input_ids, attention_mask)
         image_out = self.encode_image(pixel_values)
         x, y, cross_attentions = self.fuse(text_out, attention_mask, image_out)
-        cls_feats = torch.cat([self.cross_modal_text_pooler(x), self.cross_modal_image_pooler(y)], dim=-1)
+        frames = frame_count(pixel_values)
+        cls_feats = torch.cat([self.cross_modal_text_pooler(x), self.cross_modal_image_pooler(y, frames)], dim=-1)
         return MeterOutput(
             text_encoder_out=text_out,
             image_encoder_out=image_out,
@@ -424,9 +474,18 @@ class MeterModel(nn.Module):
         return self.language_proj(self.cross_modal_text_transform(text_out[:, 0]))
 
     def con_image_proj(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Contrastive image embedding ``[B, D]``: CLS through the transform (no token type)."""
+        """Contrastive image embedding ``[B, D]``: CLS through the transform (no token type);
+        for clips, the mean of the transformed [CLS] features of the frames."""
         image_out = self.encode_image(pixel_values)
-        return self.vision_proj(self.cross_modal_image_transform(image_out[:, 0]))
+        frames = frame_count(pixel_values)
+        if frames == 1:
+            return self.vision_proj(self.cross_modal_image_transform(image_out[:, 0]))
+        return self.vision_proj(self.cross_modal_image_transform(image_out[:, :frames]).mean(dim=1))
+
+
+def frame_count(pixel_values: torch.Tensor) -> int:
+    """Frames per item: ``T`` for clips ``[B, T, 3, H, W]``, 1 for images ``[B, 3, H, W]``."""
+    return pixel_values.shape[1] if pixel_values.dim() == 5 else 1
 
 
 def adapt_position_encoding(state_dict: dict[str, torch.Tensor], after: int, patch_size: int) -> dict[str, torch.Tensor]:

@@ -15,25 +15,13 @@ grid.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from transformers import ViltConfig, ViltForImageAndTextRetrieval, ViltImageProcessor
+from transformers import PretrainedConfig, ViltConfig, ViltForImageAndTextRetrieval, ViltImageProcessor
 
 from ..base import MapMethod, TextBatch
-from ..hf_common import (
-    HFAdapter,
-    TextProcessor,
-    check_image_size,
-    load_hf_model,
-    load_text_and_processor,
-    mask_padding,
-    pretrained_source,
-    reduce_heads,
-    square_transform,
-)
+from ..hf_common import HFModelAdapter, mask_padding, reduce_heads
 
 PATCH_ORDER_SEED = 0
 
@@ -49,7 +37,7 @@ def scatter_to_grid(values: torch.Tensor, patch_index: torch.Tensor, grid: tuple
     return out.reshape(batch, rows, gh, gw)
 
 
-class ViltAdapter(HFAdapter):
+class ViltAdapter(HFModelAdapter):
     """A ViLT retrieval model with its BERT tokenizer.
 
     Map method ``attention``: the self-attention probabilities of one layer from each text
@@ -61,7 +49,19 @@ class ViltAdapter(HFAdapter):
     family: ClassVar[str] = "vilt"
     capabilities: ClassVar[frozenset[str]] = frozenset({"maps", "match"})
     map_methods: ClassVar[tuple[str, ...]] = ("attention",)
+    hf_model = ViltForImageAndTextRetrieval
+    hf_config = ViltConfig
+    hf_processor = ViltImageProcessor
     model: ViltForImageAndTextRetrieval
+
+    @staticmethod
+    def text_config(config: PretrainedConfig) -> PretrainedConfig:
+        """ViLT's config is flat: text and image settings in one."""
+        return config
+
+    @staticmethod
+    def vision_config(config: PretrainedConfig) -> PretrainedConfig:
+        return config
 
     @property
     def num_map_layers(self) -> int:
@@ -108,26 +108,4 @@ class ViltAdapter(HFAdapter):
         return self._forward(pixel_values, text, output_attentions=False)[0].logits[:, 0]
 
 
-def build(
-    config: Mapping[str, Any],
-    *,
-    checkpoint: str | Path | None = None,
-    tokenizer: str | Path | None = None,
-    image_size: int | None = None,
-    seed: int = 0,
-) -> ViltAdapter:
-    """A ViLT adapter in eval mode.
-
-    ``config``: ``{"pretrained": hub id, "revision": ...}`` or ``{"architecture": ViltConfig
-    keyword arguments}`` (seeded random weights, no download); ``checkpoint`` (a
-    save_pretrained folder or a file in one) replaces ``pretrained``. Captions are truncated
-    to the model's ``max_position_embeddings`` (40 for the released models).
-    """
-    source = pretrained_source(config, checkpoint)
-    model, info = load_hf_model(ViltForImageAndTextRetrieval, ViltConfig, config, source, seed=seed)
-    cfg = model.config
-    tok, processor = load_text_and_processor(source, tokenizer, ViltImageProcessor, vocab_size=cfg.vocab_size, family="vilt")
-    size = check_image_size(image_size, cfg.image_size, "vilt")
-    max_length = min(tok.model_max_length, cfg.max_position_embeddings)
-    adapter = ViltAdapter(model, TextProcessor(tok, max_length), square_transform(processor, size), cfg.patch_size, info)
-    return adapter.eval()
+build = ViltAdapter.build  # the family builder alignbench.models.factory calls
