@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-MODELS="${MODELS:-meter-tiny-random}"
+MODELS="${MODELS:-glscl-tiny meter-tiny meter-tiny-random}"
 RUNS="${RUNS:-results/leaderboards/synthetic}"
 ALIGNBENCH="${ALIGNBENCH:-alignbench}"
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1

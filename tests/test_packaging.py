@@ -22,6 +22,7 @@ def test_wheel_carries_task_definitions_and_lists_them(tmp_path):
     assert "alignbench/_task_defs/align-bench-global.yaml" in names
     assert "alignbench/assets/tiny-bpe/vocab.json" in names
     assert "alignbench/model_configs/meter-tiny-random.json" in names
+    assert {"alignbench/assets/checkpoints/glscl-tiny.safetensors", "alignbench/assets/checkpoints/meter-tiny.safetensors"} <= set(names)
 
     site = tmp_path / "site"
     install = subprocess.run(
@@ -31,7 +32,8 @@ def test_wheel_carries_task_definitions_and_lists_them(tmp_path):
     assert install.returncode == 0, install.stderr
     env = {**os.environ, "PYTHONPATH": str(site)}
     listing = subprocess.run(
-        [sys.executable, "-c", "import alignbench, json; print(alignbench.__file__); print(json.dumps([r['name'] for r in alignbench.list_tasks()]))"],
+        [sys.executable, "-c", "import alignbench, json; alignbench.load_model('meter-tiny'); print(alignbench.__file__); "
+                               "print(json.dumps([r['name'] for r in alignbench.list_tasks()]))"],
         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300,
     )
     assert listing.returncode == 0, listing.stderr

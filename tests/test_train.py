@@ -50,3 +50,17 @@ def test_checkpoint_loads_through_the_meter_adapter(trained):
     assert saved["alignbench_train"]["recipe"] == "glscl"
     assert torch.equal(model.model.itm_score.fc.weight, saved["state_dict"]["itm_score.fc.weight"])
     assert model.describe()["checkpoint_sha256"]
+
+
+def test_safetensors_checkpoint_keeps_weights_and_training_record(trained, tmp_path):
+    trainer = Trainer(TrainConfig(recipe="meter", **FAST))
+    path = tmp_path / "meter.safetensors"
+    trainer.save(path, [{"step": 0, "total": 1.0}])
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        record = json.loads(f.metadata()["alignbench_train"])
+        assert set(f.keys()) == set(trainer.model.state_dict())
+    assert record["recipe"] == "meter" and record["torch_threads"] == torch.get_num_threads()
+    model = alignbench.load_model("meter-tiny-random", checkpoint=path)
+    assert all(torch.equal(v, trainer.model.state_dict()[k]) for k, v in model.model.state_dict().items())
