@@ -376,9 +376,9 @@ def timing(started: float, forward_s: float, computed: int) -> dict[str, Any]:
 
 
 def task_map_method(task: Task, opts: RunOptions, model: AlignmentModel) -> dict[str, Any] | None:
-    """The map method a task used with ``model`` (``None`` for tasks that use no maps)."""
-    method = getattr(task, "map_method", None)
-    return method(opts, model).as_dict() if method is not None else None
+    """The map method a task used with ``model`` as results record it (``None`` for tasks that use no maps)."""
+    describe = getattr(task, "describe_map_method", None)
+    return describe(opts, model) if describe is not None else None
 
 
 def evaluate(

@@ -25,7 +25,7 @@ from .api import load_model, load_task
 from .data.sample import GroundingSample, Region
 from .models.base import AlignmentModel, require_capabilities
 from .scoring.grid_masks import is_background
-from .scoring.metrics import mass_share, phrase_maps
+from .scoring.metrics import mass_share
 from .tasks.base import RunOptions, Task
 from .tasks.grounding import GroundingBatch, GroundingTask
 
@@ -85,10 +85,12 @@ def _draw(ax: Axes, sample: GroundingSample, panel: Panel) -> None:
 
 
 def _maps(model: AlignmentModel, task: GroundingTask, batch: GroundingBatch, map_method: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The global map ``[1, gh, gw]`` and the phrase maps ``[P, gh, gw]`` of a one-sample batch."""
+    """The global map ``[1, gh, gw]`` and the phrase maps ``[P, gh, gw]`` of a one-sample batch,
+    made as the task makes them."""
+    opts = RunOptions(map_method=map_method)
     with torch.inference_mode():
-        maps = model.text_image_maps(batch.pixel_values, batch.text, task.map_method(RunOptions(map_method=map_method), model)).float()
-    return maps[:, batch.text.global_index], phrase_maps(maps, batch.phrase_sample, batch.phrase_weights)
+        maps = task.token_maps(model, batch, opts)
+        return maps[:, batch.text.global_index], task.phrase_maps(model, batch, opts, token_maps=maps)
 
 
 def _shares(maps: torch.Tensor, box: torch.Tensor, pixel: torch.Tensor | None) -> list[tuple[float, float | None]]:

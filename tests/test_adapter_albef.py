@@ -218,4 +218,4 @@ def test_evaluate_local_probe_end_to_end(model, tmp_path) -> None:
     (result,) = alignbench.evaluate(model, tasks, model_name="albef-tiny-random", output_dir=tmp_path, options=options)
     assert 0.0 <= result["metrics"]["box_score"] <= 1.0
     assert result["counts"]["samples"] == 4 and result["counts"]["phrases_scored"] > 0
-    assert result["map_method"] == {"name": "gradcam", "layer": 0, "head_reduction": "mean"}
+    assert result["map_method"] == {"name": "gradcam", "layer": 0, "head_reduction": "mean", "phrase_maps": "sum of phrase token rows"}

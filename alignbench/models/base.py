@@ -21,6 +21,15 @@ A model adapter wraps one vision-language model behind four things a task can as
 A task lists the capabilities it needs; :func:`require_capabilities` turns a missing one into a
 clear error before any work starts.
 
+Phrase maps: by default a phrase's map is the sum of its tokens' rows of
+:meth:`AlignmentModel.text_image_maps` (the reference for fusion models, where every token
+attends within the whole caption). A family that can encode a phrase on its own (a dual encoder:
+a phrase map compares the image with the phrase's own text embedding) sets
+:attr:`AlignmentModel.standalone_phrase_maps` and implements
+:meth:`AlignmentModel.phrase_image_maps`; the local-local probe then uses it and records which
+way its phrase maps were made. Which phrases are scored is decided by character offsets in the
+caption either way.
+
 What a family offers is known without weights: the class attributes ``capabilities`` and
 ``map_methods``, :meth:`AlignmentModel.architecture` (the bare network, for parameter counts) and
 :meth:`AlignmentModel.weights_source` are read by ``alignbench list models`` from the family's
@@ -102,6 +111,7 @@ class AlignmentModel(torch.nn.Module):
     capabilities: ClassVar[frozenset[str]] = frozenset()
     map_methods: ClassVar[tuple[str, ...]] = ()
     checkpoint_folders: ClassVar[bool] = False  # whether a checkpoint may be a save_pretrained folder
+    standalone_phrase_maps: ClassVar[bool] = False  # whether phrase_image_maps encodes each phrase on its own
 
     @classmethod
     def architecture(cls, config: Mapping[str, Any]) -> torch.nn.Module | None:
@@ -149,6 +159,15 @@ class AlignmentModel(torch.nn.Module):
         """Relevance of every text position over the image patches, ``[B, L, gh, gw]``
         (``[B, L, T, gh, gw]`` for clips ``[B, T, 3, H, W]``, capability ``"video"``)."""
         raise CapabilityError(f"{type(self).__name__} does not produce text->image maps")
+
+    def phrase_image_maps(self, pixel_values: torch.Tensor, sample_index: torch.Tensor, phrases: list[str], method: MapMethod) -> torch.Tensor:
+        """Relevance of each phrase, encoded on its own as a caption, over the patches of its
+        sample's image: ``phrases[p]`` belongs to image ``sample_index[p]``; ``[P, gh, gw]``
+        (``[P, T, gh, gw]`` for clips ``[B, T, 3, H, W]``, capability ``"video"``). Offered when
+        :attr:`standalone_phrase_maps` is set."""
+        raise CapabilityError(
+            f"{type(self).__name__} does not encode phrases on their own; a phrase map sums the phrase's token rows of text_image_maps"
+        )
 
     def match_scores(self, pixel_values: torch.Tensor, text: TextBatch) -> torch.Tensor:
         """Image-text matching score per pair, ``[B]`` (higher = better match)."""

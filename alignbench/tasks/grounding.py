@@ -3,6 +3,13 @@
 ``box_score`` / ``pixel_score`` are the relevance mass shares of ALIGN-BENCH (see
 ``alignbench.protocol``); ``pointing_box`` / ``pointing_pixel`` are pointing-game hit rates
 (the map's argmax cell centre lies in the region).
+
+Phrase maps (local-local): a model that encodes phrases on their own
+(``AlignmentModel.standalone_phrase_maps``, dual encoders) maps each located phrase encoded alone
+(:data:`PHRASE_ENCODED_ALONE`); any other sums the phrase's token rows of the caption's maps
+(:data:`PHRASE_TOKEN_ROWS`, the ALIGN-BENCH reference). The result's ``map_method.phrase_maps``
+records which. Phrases are located by character offsets in the caption either way, so the same
+phrases are scored (or counted missing) for every model.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ from .base import RunOptions, SampleTask
 log = logging.getLogger(__name__)
 
 METRIC_KEYS = ("box_score", "pixel_score", "pointing_box", "pointing_pixel")
+PHRASE_ENCODED_ALONE = "phrase encoded alone"
+PHRASE_TOKEN_ROWS = "sum of phrase token rows"
 
 
 @dataclass
@@ -222,13 +231,46 @@ class GroundingTask(SampleTask):
         ``attention``), replaced by those the task definition or ``protocol.*`` options set."""
         return replace(model.default_map_method(opts.map_method), **self.map_overrides)
 
-    def score_batch(self, model: AlignmentModel, batch: GroundingBatch, opts: RunOptions) -> list[dict]:
+    def describe_map_method(self, opts: RunOptions, model: AlignmentModel) -> dict[str, Any]:
+        """The map method as results record it; the local-local probe adds how its phrase maps
+        were made (``phrase_maps``: :data:`PHRASE_ENCODED_ALONE` or :data:`PHRASE_TOKEN_ROWS`)."""
+        method = self.map_method(opts, model).as_dict()
+        if self.is_global:
+            return method
+        return {**method, "phrase_maps": PHRASE_ENCODED_ALONE if model.standalone_phrase_maps else PHRASE_TOKEN_ROWS}
+
+    @staticmethod
+    def scored_images(batch: GroundingBatch) -> GroundingBatch:
+        """The batch of images whose maps are scored (a video batch's frames)."""
+        return batch
+
+    def token_maps(self, model: AlignmentModel, batch: GroundingBatch, opts: RunOptions) -> torch.Tensor:
+        """Maps of every text position over every scored image, ``[images, L, gh, gw]`` (float)."""
         with opts.autocast():
             maps = model.text_image_maps(batch.pixel_values, batch.text, self.map_method(opts, model))
-        maps = maps.float()
+        return maps.float()
+
+    def phrase_maps(self, model: AlignmentModel, batch: GroundingBatch, opts: RunOptions, token_maps: torch.Tensor | None = None) -> torch.Tensor:
+        """Maps of the located phrases, ``[P, gh, gw]`` (float): each phrase encoded alone where
+        the model offers it, else the sum of the phrase's token rows (see the module docstring)
+        of ``token_maps`` (this batch's :meth:`token_maps`, computed here when not given)."""
+        images = self.scored_images(batch)
+        if not model.standalone_phrase_maps:
+            maps = self.token_maps(model, batch, opts) if token_maps is None else token_maps
+            return phrase_maps(maps, images.phrase_sample, images.phrase_weights)
+        with opts.autocast():
+            maps = self.encoded_phrase_maps(model, batch, [text for _, _, text in images.phrase_labels], self.map_method(opts, model))
+        return maps.float()
+
+    def encoded_phrase_maps(self, model: AlignmentModel, batch: GroundingBatch, phrases: list[str], method: MapMethod) -> torch.Tensor:
+        """:meth:`AlignmentModel.phrase_image_maps` of the scored images' ``phrases``."""
+        return model.phrase_image_maps(batch.pixel_values, batch.phrase_sample, phrases, method)
+
+    def score_batch(self, model: AlignmentModel, batch: GroundingBatch, opts: RunOptions) -> list[dict]:
+        images = self.scored_images(batch)
         if self.is_global:
-            return self._global_records(maps[:, batch.text.global_index], batch)
-        return self._local_records(maps, batch)
+            return self._global_records(self.token_maps(model, batch, opts)[:, images.text.global_index], images)
+        return self._local_records(self.phrase_maps(model, batch, opts), images)
 
     def _global_records(self, gmaps: torch.Tensor, batch: GroundingBatch) -> list[dict]:
         s = _scores(gmaps, batch.global_box, batch.global_box_hit, batch.global_pixel, batch.global_pixel_hit)
@@ -242,8 +284,7 @@ class GroundingTask(SampleTask):
             for b, sid in enumerate(batch.sample_ids)
         ]
 
-    def _local_records(self, maps: torch.Tensor, batch: GroundingBatch) -> list[dict]:
-        pmaps = phrase_maps(maps, batch.phrase_sample, batch.phrase_weights)
+    def _local_records(self, pmaps: torch.Tensor, batch: GroundingBatch) -> list[dict]:
         s = _scores(pmaps, batch.phrase_box, batch.phrase_box_hit, batch.phrase_pixel, batch.phrase_pixel_hit)
         per_sample: list[list[dict]] = [[] for _ in batch.sample_ids]
         for p, (b, pi, text) in enumerate(batch.phrase_labels):

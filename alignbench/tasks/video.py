@@ -3,7 +3,8 @@
 Grounding (task type ``video-grounding``, probes as in :mod:`.grounding`): the model reads each
 clip ``[T, 3, H, W]`` with its caption once and returns maps ``[L, T, gh, gw]``; frame ``t``'s
 maps are scored against frame ``t``'s boxes and masks exactly as an image's (same metrics,
-same protocol). A clip's score is the mean over its frames; the benchmark figure is the mean
+same protocol); a model that encodes phrases on their own maps each phrase over the clip's
+frames the same way. A clip's score is the mean over its frames; the benchmark figure is the mean
 over clips. Per-clip records keep every frame's record under ``frames``; counts other than
 ``samples`` are over frames.
 
@@ -21,7 +22,7 @@ import torch
 
 from ..data import video_sources  # noqa: F401  (registers the video data sources)
 from ..data.video import ClipDataset
-from ..models.base import AlignmentModel, TextBatch
+from ..models.base import AlignmentModel, MapMethod, TextBatch
 from .base import RunOptions
 from .grounding import METRIC_KEYS, GroundingBatch, GroundingCollate, GroundingDataset, GroundingItem, GroundingTask, mean_or_none
 from .retrieval import RetrievalTask
@@ -86,15 +87,23 @@ class VideoGroundingTask(GroundingTask):
     def describe_protocol(self) -> dict[str, Any]:
         return {**super().describe_protocol(), "frames": "scored per frame, mean per clip"}
 
+    @staticmethod
+    def scored_images(batch: VideoGroundingBatch) -> GroundingBatch:  # type: ignore[override]
+        return batch.frames
+
+    def token_maps(self, model: AlignmentModel, batch: VideoGroundingBatch, opts: RunOptions) -> torch.Tensor:  # type: ignore[override]
+        """``[B * T, L, gh, gw]``, clip by clip."""
+        return super().token_maps(model, batch, opts).transpose(1, 2).flatten(0, 1)
+
+    def encoded_phrase_maps(self, model: AlignmentModel, batch: VideoGroundingBatch, phrases: list[str], method: MapMethod) -> torch.Tensor:  # type: ignore[override]
+        """Frame phrase ``p``'s map: its clip's map ``[T, gh, gw]`` of the phrase, at its frame."""
+        T = batch.pixel_values.shape[1]
+        frame = batch.frames.phrase_sample
+        maps = model.phrase_image_maps(batch.pixel_values, frame // T, phrases, method)
+        return maps[torch.arange(len(phrases), device=maps.device), (frame % T).to(maps.device)]
+
     def score_batch(self, model: AlignmentModel, batch: VideoGroundingBatch, opts: RunOptions) -> list[dict]:
-        with opts.autocast():
-            maps = model.text_image_maps(batch.pixel_values, batch.text, self.map_method(opts, model))
-        frame_maps = maps.float().transpose(1, 2).flatten(0, 1)  # [B * T, L, gh, gw], clip by clip
-        frames = batch.frames
-        if self.is_global:
-            per_frame = self._global_records(frame_maps[:, frames.text.global_index], frames)
-        else:
-            per_frame = self._local_records(frame_maps, frames)
+        per_frame = super().score_batch(model, batch, opts)
         T = batch.pixel_values.shape[1]
         return [self._clip_record(sid, per_frame[b * T : (b + 1) * T]) for b, sid in enumerate(batch.sample_ids)]
 

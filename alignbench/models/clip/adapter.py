@@ -14,11 +14,13 @@ Which text is compared: row 0 (``<start_of_text>``, the batch's ``global_index``
 of the whole caption, encoded as usual (its embedding is read at ``<end_of_text>``, whose position
 varies, hence row 0 carries it). Every other caption token's row holds the map of the tokenizer
 unit (word, digit, punctuation run; see :mod:`.tokenization`) the token belongs to, encoded on its
-own as ``<start_of_text> unit <end_of_text>``. A phrase map sums its tokens' rows; relevance-mass
-and pointing scores do not change with a map's scale, so a one-word phrase scores exactly as that
-word encoded alone, and a multi-word phrase as the sum of its words' maps. Maps ignore
-``MapMethod.layer`` and ``head_reduction``. The match score is the cosine similarity of the global
-embeddings.
+own as ``<start_of_text> unit <end_of_text>``. A phrase map (:meth:`ClipAdapter.phrase_image_maps`,
+``standalone_phrase_maps``) is the map of the phrase encoded on its own as a caption,
+``<start_of_text> phrase <end_of_text>``, against its sample's image: exactly the global row of a
+batch whose caption is the phrase. The local-local probe uses it instead of summing the phrase's
+token rows (which would score "the small red circle" as the sum of four one-word maps). Maps
+ignore ``MapMethod.layer`` and ``head_reduction``. The match score is the cosine similarity of the
+global embeddings.
 
 Clips ``[B, T, 3, H, W]`` (capability ``video``): every frame is encoded as an image; a clip's
 embedding is the mean of its frames' L2-normalised embeddings (``frame_pooling: mean``, as
@@ -48,6 +50,7 @@ class ClipAdapter(AlignmentModel):
     family: ClassVar[str] = "clip"
     capabilities: ClassVar[frozenset[str]] = frozenset({"maps", "match", "embed", "video"})
     map_methods: ClassVar[tuple[str, ...]] = ("patch-similarity", "relevancy")
+    standalone_phrase_maps: ClassVar[bool] = True
     frame_pooling: ClassVar[str] = "mean"
 
     @classmethod
@@ -119,13 +122,18 @@ class ClipAdapter(AlignmentModel):
             ids[i, : len(r)] = torch.tensor(r)
         return self.model.encode_text(ids.to(self._device))
 
+    @staticmethod
+    def _captions(text: TextBatch) -> list[list[int]]:
+        """The id sequence of every caption of ``text``, padding dropped."""
+        ids = text.input_ids.cpu()
+        return [ids[b, :n].tolist() for b, n in enumerate(text.attention_mask.sum(dim=1).tolist())]
+
     def _queries(self, text: TextBatch) -> tuple[list[list[int]], torch.Tensor]:
         """The texts the rows compare with, and per row ``[B, L]`` the index of its text (-1: zero row).
 
         Texts ``0..B-1`` are the captions (rows at ``global_index``); then every distinct unit."""
         ids, special, span = text.input_ids.cpu(), text.special.cpu(), text.extra["unit_span"].cpu()
-        lengths = text.attention_mask.sum(dim=1).tolist()
-        texts = [ids[b, :n].tolist() for b, n in enumerate(lengths)]
+        texts = self._captions(text)
         rows = torch.full(ids.shape, -1, dtype=torch.long)
         rows[:, text.global_index] = torch.arange(len(texts))
         sot, eot = self._text.tokenizer.sot_token_id, self._text.tokenizer.eot_token_id
@@ -147,7 +155,26 @@ class ClipAdapter(AlignmentModel):
         """``[B, L, gh, gw]`` (``[B, L, T, gh, gw]`` for clips): row ``global_index`` the whole
         caption, other rows their unit; specials and padding 0."""
         self._check(method)
-        texts, rows = self._queries(text)
+        return self._maps(pixel_values, *self._queries(text), method)
+
+    def phrase_image_maps(self, pixel_values: torch.Tensor, sample_index: torch.Tensor, phrases: list[str], method: MapMethod) -> torch.Tensor:
+        """``[P, gh, gw]`` (``[P, T, gh, gw]`` for clips): each phrase tokenized as a caption
+        and compared with image ``sample_index[p]``, as row ``global_index`` of its own caption."""
+        self._check(method)
+        index, P = sample_index.cpu(), len(phrases)
+        if index.shape != (P,):
+            raise ValueError(f"phrase_image_maps needs one sample index per phrase, got {tuple(index.shape)} for {P} phrases")
+        captions = [tuple(ids) for ids in self._captions(self.tokenize(phrases))]
+        texts = list(dict.fromkeys(captions))  # each distinct phrase encoded once
+        which = {t: k for k, t in enumerate(texts)}
+        rows = torch.full((pixel_values.shape[0], P), -1, dtype=torch.long)  # image b, row p: phrase p if it is b's
+        rows[index, torch.arange(P)] = torch.tensor([which[t] for t in captions], dtype=torch.long)
+        maps = self._maps(pixel_values, [list(t) for t in texts], rows, method)
+        return maps[index.to(maps.device), torch.arange(P, device=maps.device)]
+
+    def _maps(self, pixel_values: torch.Tensor, texts: list[list[int]], rows: torch.Tensor, method: MapMethod) -> torch.Tensor:
+        """``[B, R, gh, gw]`` (``[B, R, T, gh, gw]`` for clips): row ``r`` of image ``b`` the map
+        of ``texts[rows[b, r]]``, 0 where ``rows[b, r]`` is -1."""
         rows = rows.to(self._device)
         px = pixel_values.to(self._device)
         clips = px.shape[:2] if px.dim() == 5 else None
@@ -157,10 +184,10 @@ class ClipAdapter(AlignmentModel):
             per_text = self._patch_similarity(px, texts)
         else:
             per_text = self._relevancy(px, texts, rows)
-        B, L = rows.shape
-        maps = per_text.gather(1, rows.clamp(min=0)[..., None].expand(B, L, per_text.shape[-1]))
+        B, R = rows.shape
+        maps = per_text.gather(1, rows.clamp(min=0)[..., None].expand(B, R, per_text.shape[-1]))
         maps = maps * (rows >= 0)[..., None].to(maps.dtype)
-        maps = maps.reshape(B, L, *self.grid_size)
+        maps = maps.reshape(B, R, *self.grid_size)
         return maps if clips is None else maps.unflatten(0, clips).transpose(1, 2)
 
     @torch.no_grad()
@@ -209,8 +236,7 @@ class ClipAdapter(AlignmentModel):
     @torch.no_grad()
     def embed_texts(self, text: TextBatch) -> torch.Tensor:
         """Projected caption embeddings ``[B, E]`` (unnormalised)."""
-        lengths = text.attention_mask.sum(dim=1).tolist()
-        return self._encode_ids([text.input_ids[b, :n].tolist() for b, n in enumerate(lengths)])
+        return self._encode_ids(self._captions(text))
 
     def describe(self) -> dict:
         """Provenance, family, parameters, image size, capabilities and the clip frame pooling."""
