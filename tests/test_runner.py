@@ -24,7 +24,6 @@ from alignbench.results import RunLockedError, read_records
 from alignbench.scoring import mask_cache
 from alignbench.scoring.grid_masks import prepare_grid_masks
 from alignbench.scoring.mask_cache import GridMaskCache
-from alignbench.tasks import grounding
 
 MODEL = "meter-tiny-random"
 TASK = "align-bench-synth-global"
@@ -167,14 +166,12 @@ def test_runner_with_cached_masks_reproduces_reference_scores(fixture_model, fix
     tasks = alignbench.load_tasks(["align-bench-global"], data_dir=str(fixture_dir / "data"))
     expected = json.loads((fixture_dir / "expected" / "scores.json").read_text())["global"]
     monkeypatch.setattr(mask_cache, "default_cache_root", lambda: tmp_path)
-    if "GridMaskCache" not in vars(grounding):  # until grounding.py builds its datasets with the cache
-        monkeypatch.setattr(grounding, "prepare_grid_masks", GridMaskCache(tasks[0].source.fingerprint))
     written = {}
     for _ in range(2):
         result = alignbench.evaluate(fixture_model, tasks, options=alignbench.RunOptions(batch_size=3, quiet=True))[0]
         assert result["metrics"]["box_score"] == pytest.approx(expected["mean_box_score"], abs=1e-5)
         assert result["metrics"]["pixel_score"] == pytest.approx(expected["mean_pixel_score"], abs=1e-5)
-        files = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.npz")}
+        files = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.safetensors")}
         assert len(files) == 10
         assert not written or files == written  # the second run wrote nothing: all hits
         written = files
@@ -201,10 +198,8 @@ def test_result_records_wall_time_throughput_and_forward_share(tiny, tmp_path):
 
 
 def test_probes_sharing_batches_run_one_forward_and_score_as_alone(tiny, monkeypatch):
-    """Both grounding probes in one pass (the ``shared_batch_key`` proposed for grounding.py)."""
+    """Both grounding probes in one pass (``GroundingTask.shared_batch_key``)."""
     alone = [_evaluate(tiny, None, 8, task=t, batch_size=4) for t in ("align-bench-synth-global", "align-bench-synth-local")]
-    monkeypatch.setattr(grounding.GroundingTask, "shared_batch_key",
-                        lambda task: ("grounding", task.source.fingerprint, task.protocol), raising=False)
     calls = []
     forward = type(tiny).text_image_maps
     monkeypatch.setattr(type(tiny), "text_image_maps", lambda *a: calls.append(1) or forward(*a))

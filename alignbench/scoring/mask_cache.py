@@ -2,7 +2,7 @@
 
 Grid masks depend only on the data, the grid and the mask parameters of the protocol, so a
 :class:`GridMaskCache` keys them by dataset fingerprint + grid + those parameters +
-:data:`~alignbench.scoring.grid_masks.MASKS_VERSION`, and stores one small ``.npz`` per sample
+:data:`~alignbench.scoring.grid_masks.MASKS_VERSION`, and stores one small safetensors file per sample
 under ``<cache>/grid_masks/<key>/``. It is a drop-in for
 :func:`~alignbench.scoring.grid_masks.prepare_grid_masks` (same call signature), picklable for
 DataLoader workers, and safe under concurrent workers and interrupted runs: every file is
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from safetensors.numpy import load_file, save
 
 from ..data.sample import GroundingSample
 from ..protocol import Protocol
@@ -52,18 +53,18 @@ def _key_digest(key: dict[str, Any]) -> str:
 
 def _file_name(sample_id: str) -> str:
     """A collision-free file name for any sample id (ids may hold ``/`` or be long)."""
-    return hashlib.sha256(sample_id.encode()).hexdigest()[:32] + ".npz"
+    return hashlib.sha256(sample_id.encode()).hexdigest()[:32] + ".safetensors"
 
 
 def _to_arrays(masks: GridMasks) -> dict[str, np.ndarray]:
-    arrays = {name: getattr(masks, name) for name in _ARRAY_FIELDS if getattr(masks, name) is not None}
+    arrays = {name: np.ascontiguousarray(getattr(masks, name)) for name in _ARRAY_FIELDS if getattr(masks, name) is not None}
     arrays["global_regions_used"] = np.asarray(masks.global_regions_used, dtype=np.int64)
     arrays["skipped_background"] = np.asarray(masks.skipped_background, dtype=np.int64).reshape(-1, 2)
     return arrays
 
 
-def _from_arrays(arrays: Any) -> GridMasks:
-    values = {name: arrays[name] if name in arrays.files else None for name in _ARRAY_FIELDS}
+def _from_arrays(arrays: dict[str, np.ndarray]) -> GridMasks:
+    values = {name: arrays.get(name) for name in _ARRAY_FIELDS}
     return GridMasks(
         **values,
         global_regions_used=int(arrays["global_regions_used"]),
@@ -98,14 +99,13 @@ class GridMaskCache:
     def __call__(self, sample: GroundingSample, grid: tuple[int, int], protocol: Protocol) -> GridMasks:
         path = self.directory(tuple(grid), protocol) / _file_name(sample.sample_id)
         try:
-            with np.load(path) as arrays:
-                masks = _from_arrays(arrays)
+            masks = _from_arrays(load_file(path))
             self.hits += 1
             return masks
         except FileNotFoundError:
             pass
         masks = prepare_grid_masks(sample, grid, protocol)
-        _write_atomic(path, lambda f: np.savez(f, **_to_arrays(masks)))
+        _write_atomic(path, lambda f: f.write(save(_to_arrays(masks))))
         self.misses += 1
         return masks
 

@@ -159,15 +159,16 @@ def rasterise(identities: Sequence[Identity], sizes: Sequence[str], geoms: Seque
     labels = np.full((h, w), -1, dtype=np.int8)
     for k, mask in enumerate(full):
         labels[mask] = k
-    visible = [labels == k for k in range(len(full))]
-    areas = [int(m.sum()) for m in full]
-    if min(areas) == 0 or any(v.sum() < MIN_VISIBLE * a for v, a in zip(visible, areas)):
+    areas = [int(np.count_nonzero(m)) for m in full]
+    shown = np.bincount(labels.ravel().astype(np.intp) + 1, minlength=len(full) + 1)[1:]  # visible pixels per object
+    if min(areas) == 0 or any(v < MIN_VISIBLE * a for v, a in zip(shown, areas)):
         return None
     same = [(i, j) for i in range(len(full)) for j in range(i) if identities[i][0] == identities[j][0]]
     if not all(_separated(full[i], full[j]) for i, j in same):
         return None
-    return [SceneObject(c, s, z, g, v, bounding_box(v), float(v.sum()) / a)
-            for (c, s), z, g, v, a in zip(identities, sizes, geoms, visible, areas)]
+    visible = [labels == k for k in range(len(full))]
+    return [SceneObject(c, s, z, g, v, bounding_box(v), float(n) / a)
+            for (c, s), z, g, v, n, a in zip(identities, sizes, geoms, visible, shown, areas)]
 
 
 def _layout(rng: np.random.Generator, identities: list[Identity], w: int, h: int) -> list[SceneObject]:
