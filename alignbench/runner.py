@@ -241,7 +241,9 @@ def run_sample_task(task: SampleTask, model: AlignmentModel, model_name: str, op
 
     Finished records are appended (flushed, fsynced) after every batch, so a run killed at any
     point resumes with only the missing samples computed. ``opts.batch_size`` may be
-    ``"auto"`` (see :func:`auto_batch_size`).
+    ``"auto"`` (see :func:`auto_batch_size`). A batch that runs out of device memory is not
+    lost: the batch size is halved for it and the rest of the run (recorded as
+    ``run.oom_batch_halvings``).
     """
     return run_sample_tasks([task], model, model_name, opts, output_dir)[0]
 
@@ -284,30 +286,46 @@ def _run_group(runs: list[_TaskRun], model: AlignmentModel, model_name: str, opt
             for run, records in zip(runs, auto.records):
                 run.add(records)
     mine = world.shard(rest, batch_size)
-    loader = torch.utils.data.DataLoader(
-        lead.task.torch_dataset(model, mine),
+    desc = f"{model_name} | {' + '.join(t.name for t in tasks)}"
+    total, initial = (len(lead.selected), len(lead.selected) - len(rest)) if world.size == 1 else (len(mine), 0)
+    remaining, halvings = mine, 0
+    with progress_bar(total=total, initial=initial, desc=desc, quiet=opts.quiet or not world.is_main) as bar:
+        while remaining:
+            try:
+                for batch in _batches(_loader(lead.task, model, remaining, batch_size, opts), device):
+                    new, seconds = _score(tasks, model, batch, opts, device)
+                    forward_s += seconds
+                    for run, records in zip(runs, new):
+                        run.add(records)
+                    remaining = remaining[len(new[0]) :]
+                    bar.update(len(new[0]))
+            except RuntimeError as exc:  # out of memory on a batch (longer captions than the probe's): halve and go on
+                if not _is_oom(exc) or batch_size == 1:
+                    raise
+                batch_size, halvings = batch_size // 2, halvings + 1
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                log.warning("out of device memory: batch size halved to %d for the remaining %d samples", batch_size, len(remaining))
+    world.barrier()  # every rank's part file is complete
+    return world.on_main(lambda: [_finish(run, model, model_name, opts, started, forward_s, len(todo), batch_size, halvings, world)
+                                  for run in runs])
+
+
+def _loader(task: SampleTask, model: AlignmentModel, indices: list[int], batch_size: int, opts: RunOptions) -> torch.utils.data.DataLoader:
+    """Batches of ``task``'s samples at ``indices``, prepared in ``opts.num_workers`` workers."""
+    return torch.utils.data.DataLoader(
+        task.torch_dataset(model, indices),
         batch_size=batch_size,
-        collate_fn=lead.task.collate_fn(model),
+        collate_fn=task.collate_fn(model),
         num_workers=opts.num_workers,
-        pin_memory=device.type == "cuda",
+        pin_memory=torch.device(opts.device).type == "cuda",
         worker_init_fn=_init_worker if opts.num_workers > 0 else None,
         persistent_workers=False,
     )
-    desc = f"{model_name} | {' + '.join(t.name for t in tasks)}"
-    total, initial = (len(lead.selected), len(lead.selected) - len(rest)) if world.size == 1 else (len(mine), 0)
-    with progress_bar(total=total, initial=initial, desc=desc, quiet=opts.quiet or not world.is_main) as bar:
-        for batch in _batches(loader, device):
-            new, seconds = _score(tasks, model, batch, opts, device)
-            forward_s += seconds
-            for run, records in zip(runs, new):
-                run.add(records)
-            bar.update(len(new[0]))
-    world.barrier()  # every rank's part file is complete
-    return world.on_main(lambda: [_finish(run, model, model_name, opts, started, forward_s, len(todo), batch_size, world) for run in runs])
 
 
 def _finish(run: _TaskRun, model: AlignmentModel, model_name: str, opts: RunOptions, started: float, forward_s: float,
-            computed: int, batch_size: int, world: World) -> dict[str, Any]:
+            computed: int, batch_size: int, halvings: int, world: World) -> dict[str, Any]:
     """Aggregate a run's records (merging the ranks' part files first) into its result and write it."""
     if world.size > 1 and run.store is not None:
         run.store.merge_parts()
@@ -326,6 +344,7 @@ def _finish(run: _TaskRun, model: AlignmentModel, model_name: str, opts: RunOpti
         timing(started, forward_s, computed=computed),
         samples_resumed=len(run.selected) - computed,
         batch_size_used=batch_size,
+        oom_batch_halvings=halvings,
         num_workers=opts.num_workers,
         threads=torch.get_num_threads(),
         world_size=world.size,

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 import alignbench
+from alignbench import runner
 from alignbench.data.hf import open_grounding_source
 from alignbench.progress import progress_bar
 from alignbench.protocol import REFERENCE, V2
@@ -209,3 +210,22 @@ def test_probes_sharing_batches_run_one_forward_and_score_as_alone(tiny, monkeyp
     assert [r["task"] for r in shared] == [r["task"] for r in alone]
     for a, b in zip(alone, shared):
         assert a["metrics"] == b["metrics"] and a["counts"] == b["counts"]
+
+
+def test_out_of_memory_halves_the_batch_size_and_loses_no_sample(tiny, tmp_path, monkeypatch):
+    expected = _evaluate(tiny, None, 10, batch_size=2)
+    score = runner._score
+
+    def fits_two(tasks, model, batch, opts, device):
+        records, seconds = score(tasks, model, batch, opts, device)
+        if len(records[0]) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return records, seconds
+
+    monkeypatch.setattr(runner, "_score", fits_two)
+    result = _evaluate(tiny, tmp_path, 10, batch_size=8)
+    assert (result["run"]["batch_size_used"], result["run"]["oom_batch_halvings"]) == (2, 2)
+    assert result["n_samples"] == 10 and result["metrics"] == expected["metrics"]  # the same batches of 2
+    monkeypatch.setattr(runner, "_score", lambda *a: (_ for _ in ()).throw(RuntimeError("shape mismatch")))
+    with pytest.raises(RuntimeError, match="shape mismatch"):  # other errors are not retried
+        _evaluate(tiny, tmp_path / "other", 4, batch_size=4)
