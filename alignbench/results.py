@@ -36,6 +36,26 @@ class RunMismatchError(RuntimeError):
     """The output already holds records of a different run."""
 
 
+_HELD_LOCKS: set[int] = set()
+"""File descriptors of the run locks this process holds."""
+
+
+def _release_locks_in_forked_child() -> None:
+    """A forked child (a DataLoader worker) must not keep its parent's run locks alive: an
+    ``flock`` lock belongs to the open file, which fork shares, so a worker outliving a killed
+    run would lock out the run's resume. The child's copies are pointed at ``/dev/null``."""
+    if not _HELD_LOCKS:
+        return
+    null = os.open(os.devnull, os.O_RDONLY)
+    for fd in _HELD_LOCKS:
+        os.dup2(null, fd)
+    os.close(null)
+    _HELD_LOCKS.clear()
+
+
+os.register_at_fork(after_in_child=_release_locks_in_forked_child)
+
+
 def slug(name: str) -> str:
     """A file-name-safe form of a model or task name (``refcoco+`` stays readable)."""
     return re.sub(r"[^A-Za-z0-9+._-]+", "_", name).strip("_") or "_"
@@ -97,11 +117,13 @@ class RunStore:
                 f"another alignbench run is writing {self.result_path.parent}/{self.result_path.stem}.*; "
                 "wait for it to finish or choose another --output"
             ) from None
+        _HELD_LOCKS.add(self._lock_file.fileno())
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
         if self._lock_file is not None:
+            _HELD_LOCKS.discard(self._lock_file.fileno())
             fcntl.flock(self._lock_file, fcntl.LOCK_UN)
             self._lock_file.close()
             self._lock_file = None

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -44,6 +48,36 @@ def test_second_writer_gets_clear_error(tmp_path):
                 pass
     with RunStore(tmp_path, "m", "t"):  # released afterwards
         pass
+
+
+_HOLD_LOCK_AND_FORK = """
+import os, sys, time
+from alignbench.results import RunStore
+store = RunStore(sys.argv[1], "m", "t").__enter__()
+child = os.fork()  # as a DataLoader worker is forked
+if child == 0:
+    time.sleep(60)
+    os._exit(0)
+print(child, flush=True)
+time.sleep(60)
+"""
+
+
+def test_lock_of_a_killed_run_is_free_although_its_forked_worker_lives_on(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK_AND_FORK, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    child = int(proc.stdout.readline())
+    try:
+        with pytest.raises(RunLockedError):
+            with RunStore(tmp_path, "m", "t"):
+                pass
+        proc.kill()
+        proc.wait()
+        os.kill(child, 0)  # the worker still runs
+        with RunStore(tmp_path, "m", "t"):  # yet the killed run's lock is gone
+            pass
+    finally:
+        proc.kill()
+        os.kill(child, signal.SIGKILL)
 
 
 def test_result_written_atomically(tmp_path):
