@@ -51,10 +51,13 @@ def _table(rows: list[dict[str, Any]], columns: list[str], title: str, missing: 
     return table
 
 
-class _BatchSize(click.ParamType):
-    """A positive integer or ``auto``."""
+class _CountOrAuto(click.ParamType):
+    """An integer of at least ``minimum``, or ``auto``."""
 
     name = "INTEGER|auto"
+
+    def __init__(self, minimum: int) -> None:
+        self.minimum = minimum
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int | str:
         if isinstance(value, int) or value == "auto":
@@ -62,13 +65,14 @@ class _BatchSize(click.ParamType):
         try:
             n = int(value)
         except ValueError:
-            n = 0
-        if n < 1:
-            self.fail(f"{value!r} is neither a positive integer nor 'auto'", param, ctx)
+            n = self.minimum - 1
+        if n < self.minimum:
+            self.fail(f"{value!r} is neither an integer >= {self.minimum} nor 'auto'", param, ctx)
         return n
 
 
-BATCH_SIZE = _BatchSize()
+BATCH_SIZE = _CountOrAuto(minimum=1)
+NUM_WORKERS = _CountOrAuto(minimum=0)
 
 
 @click.group()
@@ -109,8 +113,9 @@ class _ShardType(click.ParamType):
 @click.option("--data-dir", type=click.Path(), help="Local data: release layout, a saved `datasets` folder or parquet files.")
 @click.option("--batch-size", type=BATCH_SIZE, default="8", show_default=True,
               help="Samples per batch, or `auto`: the largest that fits the device (on CPU: until throughput stops rising).")
-@click.option("--num-workers", type=click.IntRange(min=0), default=0, show_default=True,
-              help="DataLoader worker processes decoding images and preparing masks while the model runs.")
+@click.option("--num-workers", type=NUM_WORKERS, default="auto", show_default=True,
+              help="DataLoader worker processes decoding images and preparing masks while the model runs; "
+                   "`auto`: one per CPU core (at most 8), none for runs of fewer than 4 batches.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
               help="Autocast precision of the model forward (recorded in results; bf16/fp16 scores stay within 1e-2 of fp32).")
@@ -123,7 +128,7 @@ class _ShardType(click.ParamType):
 @click.option("--shard", type=_ShardType(), default=None,
               help="Run only job i (0-based) of n of the models x tasks grid, e.g. $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT.")
 def eval_cmd(model_names: tuple[str, ...], checkpoint: str | None, model_config: str | None, tokenizer: str | None, image_size: int | None,
-             task_names: tuple[str, ...], task_option: tuple[str, ...], data_dir: str | None, batch_size: int | str, num_workers: int,
+             task_names: tuple[str, ...], task_option: tuple[str, ...], data_dir: str | None, batch_size: int | str, num_workers: int | str,
              device: str, precision: str, map_method: str | None, limit: int | None, output: str, resume: bool, quiet: bool,
              shard: Any) -> None:
     """Evaluate models on tasks and write one result file per (model, task).

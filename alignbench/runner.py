@@ -288,7 +288,7 @@ def _run_group(runs: list[_TaskRun], model: AlignmentModel, model_name: str, opt
     mine = world.shard(rest, batch_size)
     desc = f"{model_name} | {' + '.join(t.name for t in tasks)}"
     total, initial = (len(lead.selected), len(lead.selected) - len(rest)) if world.size == 1 else (len(mine), 0)
-    remaining, halvings = mine, 0
+    remaining, halvings, workers = mine, 0, opts.workers_for(-(-len(mine) // batch_size))
     with progress_bar(total=total, initial=initial, desc=desc, quiet=opts.quiet or not world.is_main) as bar:
         while remaining:
             try:
@@ -307,25 +307,37 @@ def _run_group(runs: list[_TaskRun], model: AlignmentModel, model_name: str, opt
                     torch.cuda.empty_cache()
                 log.warning("out of device memory: batch size halved to %d for the remaining %d samples", batch_size, len(remaining))
     world.barrier()  # every rank's part file is complete
-    return world.on_main(lambda: [_finish(run, model, model_name, opts, started, forward_s, len(todo), batch_size, halvings, world)
-                                  for run in runs])
+    batching = _Batching(batch_size, workers, halvings)
+    return world.on_main(lambda: [_finish(run, model, model_name, opts, started, forward_s, len(todo), batching, world) for run in runs])
 
 
 def _loader(task: SampleTask, model: AlignmentModel, indices: list[int], batch_size: int, opts: RunOptions) -> torch.utils.data.DataLoader:
-    """Batches of ``task``'s samples at ``indices``, prepared in ``opts.num_workers`` workers."""
+    """Batches of ``task``'s samples at ``indices``, prepared in worker processes (see
+    :meth:`RunOptions.workers_for`)."""
+    workers = opts.workers_for(-(-len(indices) // batch_size))
     return torch.utils.data.DataLoader(
         task.torch_dataset(model, indices),
         batch_size=batch_size,
         collate_fn=task.collate_fn(model),
-        num_workers=opts.num_workers,
+        num_workers=workers,
         pin_memory=torch.device(opts.device).type == "cuda",
-        worker_init_fn=_init_worker if opts.num_workers > 0 else None,
+        worker_init_fn=_init_worker if workers > 0 else None,
         persistent_workers=False,
     )
 
 
+@dataclass(frozen=True)
+class _Batching:
+    """How a run's batches were formed: the final batch size, the worker processes of the main
+    pass and how often running out of device memory halved the batch size."""
+
+    batch_size: int
+    workers: int
+    oom_halvings: int
+
+
 def _finish(run: _TaskRun, model: AlignmentModel, model_name: str, opts: RunOptions, started: float, forward_s: float,
-            computed: int, batch_size: int, halvings: int, world: World) -> dict[str, Any]:
+            computed: int, batching: _Batching, world: World) -> dict[str, Any]:
     """Aggregate a run's records (merging the ranks' part files first) into its result and write it."""
     if world.size > 1 and run.store is not None:
         run.store.merge_parts()
@@ -343,9 +355,10 @@ def _finish(run: _TaskRun, model: AlignmentModel, model_name: str, opts: RunOpti
     result["run"].update(
         timing(started, forward_s, computed=computed),
         samples_resumed=len(run.selected) - computed,
-        batch_size_used=batch_size,
-        oom_batch_halvings=halvings,
+        batch_size_used=batching.batch_size,
+        oom_batch_halvings=batching.oom_halvings,
         num_workers=opts.num_workers,
+        num_workers_used=batching.workers,
         threads=torch.get_num_threads(),
         world_size=world.size,
     )

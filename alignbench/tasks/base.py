@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,12 @@ from ..models.base import AlignmentModel
 from .config import TaskConfig
 
 
+MAX_AUTO_WORKERS = 8
+"""The most DataLoader workers ``num_workers="auto"`` starts."""
+MIN_BATCHES_FOR_WORKERS = 4
+"""``num_workers="auto"`` prepares passes of fewer batches in the main process."""
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """How a run executes; recorded in results, none of it changes a score beyond tolerance."""
@@ -21,11 +28,24 @@ class RunOptions:
     device: str = "cpu"
     precision: str = "fp32"
     batch_size: int | Literal["auto"] = 8
-    num_workers: int = 0
+    num_workers: int | Literal["auto"] = 0
     limit: int | None = None
     map_method: str | None = None  # None: the model family's default method
     quiet: bool = False
     resume: bool = True
+
+    def workers_for(self, batches: int) -> int:
+        """DataLoader worker processes for a pass over ``batches`` batches: ``num_workers``, or
+        for ``"auto"`` one per CPU core this process may use (shared among the processes of a
+        ``torchrun`` node, at most :data:`MAX_AUTO_WORKERS`), and none for a pass of fewer than
+        :data:`MIN_BATCHES_FOR_WORKERS` batches, where starting workers costs more than it saves."""
+        if self.num_workers != "auto":
+            return self.num_workers
+        if batches < MIN_BATCHES_FOR_WORKERS:
+            return 0
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        per_process = cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        return max(1, min(MAX_AUTO_WORKERS, per_process))
 
     def autocast(self) -> Any:
         """The autocast context for ``precision`` (a no-op for fp32)."""

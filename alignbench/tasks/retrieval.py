@@ -299,8 +299,9 @@ class RetrievalTask(Task):
         return _Images(src, indices, model.image_transform())
 
     def _loader(self, dataset: Any, opts: RunOptions, collate: Callable | None = None) -> torch.utils.data.DataLoader:
+        batch_size = self._settings.batch_size
         return torch.utils.data.DataLoader(
-            dataset, batch_size=self._settings.batch_size, collate_fn=collate, num_workers=opts.num_workers,
+            dataset, batch_size=batch_size, collate_fn=collate, num_workers=opts.workers_for(-(-len(dataset) // batch_size)),
             pin_memory=torch.device(opts.device).type == "cuda",
         )
 
