@@ -35,6 +35,10 @@ CUDA_MEMORY_SHARE = 0.8
 """``batch_size="auto"`` keeps a probe batch's peak CUDA memory below this share of the GPU,
 leaving room for batches with longer captions than the probe's."""
 
+CPU_PATIENCE = 2
+"""On CPU, ``batch_size="auto"`` stops growing the batch after this many sizes in a row that
+do not raise throughput by 10%."""
+
 
 def environment() -> dict[str, str]:
     """Versions that can move a number, for result provenance."""
@@ -155,10 +159,13 @@ def auto_batch_size(tasks: list[SampleTask], model: AlignmentModel, opts: RunOpt
     """The batch size for ``batch_size="auto"``.
 
     The first 1, 2, 4, ... samples (at most ``max_batch`` and the number of samples) are
-    scored as one batch until a batch runs out of device memory, uses more than
-    :data:`CUDA_MEMORY_SHARE` of a GPU, or no longer raises throughput by 10% (on CPU memory
-    is rarely the limit, throughput is); the largest size before that wins. ``tasks`` share
-    their batches (see :func:`run_sample_tasks`).
+    scored as one batch. On a GPU the sizes grow until a batch runs out of memory or uses more
+    than :data:`CUDA_MEMORY_SHARE` of it, and the largest size before that wins. On CPU,
+    where memory is rarely the limit and throughput is, a size counts when it raises the best
+    throughput so far by 10%; the sizes stop growing after :data:`CPU_PATIENCE` sizes in a
+    row that do not (one slow measurement, a descheduled process, must not stop the search),
+    and the size of the best throughput wins. ``tasks`` share their batches (see
+    :func:`run_sample_tasks`).
     """
     device = torch.device(opts.device)
     max_batch = min(max_batch, len(indices))
@@ -166,8 +173,8 @@ def auto_batch_size(tasks: list[SampleTask], model: AlignmentModel, opts: RunOpt
     collate = tasks[0].collate_fn(model)
     items: list[Any] = []
     found = AutoBatch(1, [[] for _ in tasks], 0.0)
-    best_rate, size = 0.0, 1
-    while size <= max_batch:
+    best_rate, size, stalls = 0.0, 1, 0
+    while size <= max_batch and stalls < CPU_PATIENCE:
         with single_threaded():
             items.extend(dataset[k] for k in range(len(items), size))
             batch = collate(items[:size]).to(device)
@@ -188,9 +195,11 @@ def auto_batch_size(tasks: list[SampleTask], model: AlignmentModel, opts: RunOpt
         if device.type == "cuda":
             if torch.cuda.max_memory_allocated(device) > CUDA_MEMORY_SHARE * torch.cuda.get_device_properties(device).total_memory:
                 break
-        elif rate < 1.1 * best_rate:
-            break
-        found.size, best_rate = size, rate
+            found.size = size
+        elif rate >= 1.1 * best_rate:
+            found.size, best_rate, stalls = size, rate, 0
+        else:
+            stalls += 1
         size *= 2
     log.info("batch size auto: %d for %s on %s", found.size, ", ".join(t.name for t in tasks), device)
     return found

@@ -105,6 +105,21 @@ def test_batch_size_auto_picks_a_size_and_scores_equal_batch_one(tiny):
         assert auto["metrics"][key] == pytest.approx(value, abs=1e-6)
 
 
+def test_batch_size_auto_on_cpu_is_not_stopped_by_one_slow_measurement(tiny, monkeypatch):
+    score = runner._score
+    seconds_of_size = {1: 1.0, 2: 2.0, 4: 1.0, 8: 2.0, 16: 4.0}  # samples/s: 1, 1 (a hiccup), 4, 4, 4
+
+    def timed(tasks, model, batch, opts, device):
+        records, _ = score(tasks, model, batch, opts, device)
+        return records, seconds_of_size[len(records[0])]
+
+    monkeypatch.setattr(runner, "_score", timed)
+    tasks = alignbench.load_tasks(["align-bench-synth-global"])
+    found = runner.auto_batch_size(tasks, tiny, alignbench.RunOptions(map_method="attention"), list(range(16)))
+    assert found.size == 4  # 8 and 16 are no faster: the search stopped after both
+    assert len(found.records[0]) == 16
+
+
 def test_dataloader_workers_give_identical_records(tiny, tmp_path):
     _evaluate(tiny, tmp_path / "w0", 12, batch_size=4, num_workers=0)
     _evaluate(tiny, tmp_path / "w2", 12, batch_size=4, num_workers=2)
