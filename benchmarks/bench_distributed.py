@@ -4,7 +4,7 @@ Both sides run ``alignbench eval`` as a fresh subprocess on the same model, task
 (one intra-op thread per process on CPU), into fresh output folders; the script checks that the
 scores agree and prints samples/s for each and the ratio. See ``benchmarks/README.md``.
 
-    python benchmarks/bench_distributed.py [--nproc 2] [--task align-bench-synth] [--limit 1000] [--task-option KEY=VALUE]
+    python benchmarks/bench_distributed.py [--nproc 2] [--task align-bench-synth] [--limit 1000] [--task-option KEY=VALUE] [--num-workers 0|N|auto]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def run(nproc: int, args: argparse.Namespace, output: Path) -> tuple[float, dict
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc), "-m", "alignbench"]
     tasks = [a for t in args.task for a in ("--task", t)] + [a for o in args.task_option for a in ("--task-option", o)]
     cmd = [*launcher, "eval", "--model", args.model, *tasks, "--limit", str(args.limit), "--batch-size", str(args.batch_size),
-           "--device", args.device, "--output", str(output), "--no-resume", "--quiet"]
+           "--num-workers", args.num_workers, "--device", args.device, "--output", str(output), "--no-resume", "--quiet"]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     started = time.perf_counter()
     subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="repeatable KEY=VALUE (default: size=full for the synthetic suite)")
     parser.add_argument("--limit", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--num-workers", default="0",
+                        help="DataLoader workers of each process (default 0: the processes alone share the work; 'auto': as alignbench eval)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS per process")
     args = parser.parse_args(argv)
@@ -65,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     same = all(res_1[t]["metrics"] == res_n[t]["metrics"] for t in res_1)
     samples = sum(r["n_samples"] for r in res_1.values())
     print(f"{args.model} on {', '.join(sorted(res_1))}: {samples} samples, batch {args.batch_size}, device {args.device}, "
-          f"{args.threads} thread(s) per process")
+          f"{args.threads} thread(s) and {args.num_workers} worker(s) per process")
     for n, (wall, res) in rows.items():
         print(f"{n} process(es): {samples / wall:7.1f} samples/s end to end ({wall:6.1f} s incl. start-up), "
               f"longest evaluation pass {eval_seconds(res):6.1f} s")

@@ -81,15 +81,18 @@ def per_sample_loop(model: alignbench.AlignmentModel, samples: Callable[[], Iter
     return scored
 
 
-def run_runner(model, tasks: list, device: str, limit: int, args: argparse.Namespace, out: Path) -> tuple[int, float]:
-    """The runner on ``tasks``; returns (samples scored, forward share of its wall time)."""
-    batch_size = args.batch_size if args.batch_size == "auto" else int(args.batch_size)
-    opts = alignbench.RunOptions(device=device, batch_size=batch_size, num_workers=args.num_workers, precision=args.precision,
+def _count_or_auto(value: str) -> int | str:
+    return value if value == "auto" else int(value)
+
+
+def run_runner(model, tasks: list, device: str, limit: int, args: argparse.Namespace, out: Path) -> tuple[int, float, int]:
+    """The runner on ``tasks``; returns (samples scored, forward share of its wall time, workers used)."""
+    opts = alignbench.RunOptions(device=device, batch_size=args.batch_size, num_workers=args.num_workers, precision=args.precision,
                                  limit=limit, quiet=True, resume=False)
     results = alignbench.evaluate(model, tasks, model_name="bench", output_dir=out, options=opts)
     n = sum(r["run"]["samples_computed"] for r in results)
     forward = sum(r["run"]["forward_share"] * r["run"]["wall_time_s"] for r in results)
-    return n, forward / sum(r["run"]["wall_time_s"] for r in results)
+    return n, forward / sum(r["run"]["wall_time_s"] for r in results), results[0]["run"]["num_workers_used"]
 
 
 def write_release_layout(source: SyntheticGroundingSource, n: int, root: Path) -> None:
@@ -122,9 +125,9 @@ def setting(name: str, n: int, work: Path) -> tuple[alignbench.AlignmentModel, l
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--setting", choices=["cpu-tiny", "cuda-base"], default="cpu-tiny")
-    parser.add_argument("--samples", type=int, help="samples per probe (default: 200 cpu-tiny, 1500 cuda-base)")
-    parser.add_argument("--batch-size", default="auto", help="runner batch size or 'auto'")
-    parser.add_argument("--num-workers", type=int, default=0)
+    parser.add_argument("--samples", type=int, help="samples per probe (default: 1000 cpu-tiny, 1500 cuda-base)")
+    parser.add_argument("--batch-size", type=_count_or_auto, default="auto", help="runner batch size or 'auto'")
+    parser.add_argument("--num-workers", type=_count_or_auto, default="auto", help="runner DataLoader workers or 'auto' (as alignbench eval)")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     args = parser.parse_args(argv)
@@ -133,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.threads:
         torch.set_num_threads(args.threads)
-    n = args.samples or (200 if args.setting == "cpu-tiny" else 1500)
+    n = args.samples or (1000 if args.setting == "cpu-tiny" else 1500)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         model, tasks, device = setting(args.setting, n, work)
@@ -148,11 +151,11 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for label in ("runner, cold mask cache", "runner, warm mask cache"):
             t0 = time.perf_counter()
-            n_run, forward_share = run_runner(model, tasks, device, n, args, work / "out")
+            n_run, forward_share, workers = run_runner(model, tasks, device, n, args, work / "out")
             rows.append((label, n_run, time.perf_counter() - t0, forward_share))
 
     print(f"setting {args.setting}: {n} samples x 2 probes, device {device}, torch threads {torch.get_num_threads()}, "
-          f"precision {args.precision}, batch size {args.batch_size}, workers {args.num_workers}")
+          f"precision {args.precision}, batch size {args.batch_size}, workers {args.num_workers} ({workers} used)")
     loop_rate = n_loop / loop_s
     print(f"{'per-sample loop (original style)':28s} {loop_rate:8.1f} samples/s  ({loop_s:.1f} s)")
     for label, n_run, seconds, share in rows:
