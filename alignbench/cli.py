@@ -9,13 +9,12 @@ from typing import Any
 
 import click
 import yaml
-from rich.console import Console
 from rich.table import Table
 
 from . import api
+from .console import console
 from .tasks.base import RunOptions
 
-console = Console()
 
 
 def _parse_task_options(pairs: tuple[str, ...]) -> dict[str, Any]:

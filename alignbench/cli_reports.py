@@ -9,12 +9,11 @@ import sys
 from typing import Any, Callable
 
 import click
-from rich.console import Console
 
+from .console import console
 from .leaderboard import FORMATS, build_leaderboard, load_reported, load_results, read_leaderboard, write_chart, write_leaderboard
 from .regress import DEFAULT_TOLERANCE, checks_table, compare, summary
 
-console = Console()
 
 
 def model_loading_options(f: Callable[..., Any]) -> Callable[..., Any]:

@@ -85,3 +85,12 @@ def test_cli_renders_the_rows(rows, monkeypatch):
     assert f"{rows['blip-tiny-random']['parameters']:,}" in blip
     assert "embed, maps, match" in blip and "attention, gradcam" in blip
     assert "hf://Salesforce/blip-itm-base-coco@main" in lines["blip-itm-base-coco"]
+
+
+def test_piped_output_keeps_one_table_row_per_line(monkeypatch):
+    from alignbench.console import PIPED_WIDTH, make_console
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    assert make_console().width == PIPED_WIDTH  # pytest's stdout is not a terminal
+    monkeypatch.setenv("COLUMNS", "100")
+    assert make_console().width == 100
