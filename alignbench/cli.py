@@ -114,7 +114,8 @@ class _ShardType(click.ParamType):
               help="Samples per batch, or `auto`: the largest that fits the device (on CPU: until throughput stops rising).")
 @click.option("--num-workers", type=NUM_WORKERS, default="auto", show_default=True,
               help="DataLoader worker processes decoding images and preparing masks while the model runs; "
-                   "`auto`: one per CPU core (at most 8), none for runs of fewer than 4 batches.")
+                   "`auto`: one per CPU core (at most 8) that a CPU model's intra-op threads leave free, "
+                   "none for runs of fewer than 4 batches.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
               help="Autocast precision of the model forward (recorded in results; bf16/fp16 scores stay within 1e-2 of fp32).")

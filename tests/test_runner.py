@@ -127,16 +127,22 @@ def test_dataloader_workers_give_identical_records(tiny, tmp_path):
     assert read_records(tmp_path / "w2" / path) == read_records(tmp_path / "w0" / path)
 
 
-def test_auto_workers_start_one_per_core_only_for_runs_of_several_batches(tiny, tmp_path, monkeypatch):
+def test_auto_workers_use_the_cores_that_the_forward_leaves_free(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(12)), raising=False)
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
-    auto = alignbench.RunOptions(num_workers="auto")
-    assert [auto.workers_for(b) for b in (1, 3, 4, 100)] == [0, 0, 8, 8]  # at most 8
+    cpu, cuda = alignbench.RunOptions(num_workers="auto"), alignbench.RunOptions(num_workers="auto", device="cuda")
+    assert [cpu.workers_for(b) for b in (1, 3, 4, 100)] == [0, 0, 8, 8]  # one thread (this module's): at most 8
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # torchrun: 4 processes share this node's cores
-    assert auto.workers_for(100) == 3
-    assert alignbench.RunOptions(num_workers=5).workers_for(1) == 5
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert cpu.workers_for(100) == 3
     monkeypatch.delenv("LOCAL_WORLD_SIZE")
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 10)
+    assert (cpu.workers_for(100), cuda.workers_for(100)) == (2, 8)  # a CPU forward's 10 threads keep 10 cores
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 12)
+    assert (cpu.workers_for(100), cuda.workers_for(100)) == (0, 8)
+    assert alignbench.RunOptions(num_workers=5).workers_for(1) == 5
+    monkeypatch.undo()
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     few = _evaluate(tiny, tmp_path / "few", 6, batch_size=2, num_workers="auto")
     many = _evaluate(tiny, tmp_path / "many", 8, batch_size=2, num_workers="auto")
     assert (few["run"]["num_workers"], few["run"]["num_workers_used"]) == ("auto", 0)

@@ -36,16 +36,22 @@ class RunOptions:
 
     def workers_for(self, batches: int) -> int:
         """DataLoader worker processes for a pass over ``batches`` batches: ``num_workers``, or
-        for ``"auto"`` one per CPU core this process may use (shared among the processes of a
-        ``torchrun`` node, at most :data:`MAX_AUTO_WORKERS`), and none for a pass of fewer than
-        :data:`MIN_BATCHES_FOR_WORKERS` batches, where starting workers costs more than it saves."""
+        for ``"auto"`` none for a pass of fewer than :data:`MIN_BATCHES_FOR_WORKERS` batches
+        (starting workers would cost more than they save), else one per CPU core this process
+        may use (shared among the processes of a ``torchrun`` node), at most
+        :data:`MAX_AUTO_WORKERS`. A model running on the CPU with several intra-op threads
+        leaves the workers only the cores its threads do not use: workers competing with the
+        forward's threads slow both down (see ``benchmarks/README.md``)."""
         if self.num_workers != "auto":
             return self.num_workers
         if batches < MIN_BATCHES_FOR_WORKERS:
             return 0
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        per_process = cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-        return max(1, min(MAX_AUTO_WORKERS, per_process))
+        cores //= max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        threads = torch.get_num_threads()
+        if torch.device(self.device).type == "cpu" and threads > 1:
+            cores -= threads
+        return max(0, min(MAX_AUTO_WORKERS, cores))
 
     def autocast(self) -> Any:
         """The autocast context for ``precision`` (a no-op for fp32)."""
