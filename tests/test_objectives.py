@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from alignbench.train.objectives import completion_loss, hardest_negatives, info_nce, itm_loss, mlm_loss
+from alignbench.train.objectives import completion_loss, hardest_negatives, info_nce, itm_loss, mlm_loss, token_completion_loss
 
 
 def test_info_nce_is_minimal_when_pairs_align():
@@ -25,6 +25,22 @@ def test_completion_loss_is_low_for_exact_completion_and_sends_no_gradient_to_ta
     assert exact < wrong
     exact.backward()
     assert complete.grad is None and masked.grad is not None
+
+
+def test_token_completion_counts_only_the_masked_positions():
+    torch.manual_seed(0)
+    complete = torch.randn(2, 5, 8)
+    positions = torch.tensor([[True, False, True, False, False], [False, True, False, False, True]])
+    exact = complete.clone().requires_grad_(True)
+    loss = token_completion_loss(exact, complete, positions, 0.07)
+    elsewhere = exact.detach().clone()
+    elsewhere[~positions] = torch.randn(int((~positions).sum()), 8)  # unmasked positions changed
+    assert torch.equal(token_completion_loss(elsewhere, complete, positions, 0.07), loss.detach())
+    wrong = exact.detach().clone()
+    wrong[positions] = torch.randn(int(positions.sum()), 8)
+    assert loss < token_completion_loss(wrong, complete, positions, 0.07)
+    loss.backward()
+    assert exact.grad[~positions].abs().sum() == 0 < exact.grad[positions].abs().sum()
 
 
 def test_hardest_negative_excludes_self():

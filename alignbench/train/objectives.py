@@ -31,6 +31,13 @@ def completion_loss(masked: torch.Tensor, complete: torch.Tensor, temperature: f
     return info_nce(masked, complete.detach(), temperature)
 
 
+def token_completion_loss(masked: torch.Tensor, complete: torch.Tensor, positions: torch.Tensor, temperature: float) -> torch.Tensor:
+    """MLTC: :func:`completion_loss` of the fused tokens ``[B, N, D]`` of the masked input at
+    the masked ``positions`` (``[B, N]`` bool) against the complete input's tokens there; the
+    other positions do not count."""
+    return completion_loss(masked[positions], complete[positions], temperature)
+
+
 def hardest_negatives(similarity: torch.Tensor) -> torch.Tensor:
     """For each row, the column of highest similarity other than its own (``[N]``)."""
     sim = similarity.detach().clone()

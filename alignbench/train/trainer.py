@@ -133,8 +133,8 @@ class Trainer:
         n = m.config.grid_size**2
         patch_mask = torch.rand(len(pixel_values), n, generator=self.gen) < self.cfg.mltc_image_mask
         _, yp, _ = m.fuse(text_out, mask, m.encode_image(pixel_values, patch_mask=patch_mask))
-        text_side = obj.completion_loss(xm[masked_tokens], x[masked_tokens], t)
-        image_side = obj.completion_loss(yp[:, 1:][patch_mask], y[:, 1:][patch_mask], t)
+        text_side = obj.token_completion_loss(xm, x, masked_tokens, t)
+        image_side = obj.token_completion_loss(yp[:, 1:], y[:, 1:], patch_mask, t)
         return (text_side + image_side) / 2
 
     def train(self, log_path: Path | None = None, quiet: bool = False) -> list[dict[str, Any]]:
