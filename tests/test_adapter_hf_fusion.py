@@ -294,8 +294,9 @@ def test_flava_without_itm_head_declares_no_match(tmp_path):
 def test_missing_hub_model_says_how_to_fix():
     from alignbench.models.blip import build
 
-    with pytest.raises(FileNotFoundError, match="--checkpoint PATH"):
+    with pytest.raises(FileNotFoundError, match="--checkpoint PATH") as info:
         build({"pretrained": "alignbench-tests/no-such-model"}, tokenizer=str(BERT_VOCAB))
+    assert "`hf download alignbench-tests/no-such-model`" in str(info.value)
 
 
 # --- agreement with the transformers models' own forward passes ---------------------------

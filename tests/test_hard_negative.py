@@ -309,7 +309,7 @@ def test_gated_dataset_says_how_to_get_access(monkeypatch):
         alignbench.load_task("winoground").source
     msg = str(e.value)
     assert "https://huggingface.co/datasets/facebook/winoground" in msg and "licence" in msg
-    assert "huggingface-cli login" in msg and "HF_TOKEN" in msg
+    assert "hf auth login" in msg and "huggingface-cli login" in msg and "HF_TOKEN" in msg
 
 
 # ---------------------------------------------------------------------------- end to end

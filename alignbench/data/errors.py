@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..hub_commands import HF_LOGIN_COMMAND, hf_download_command
+
 
 class DataError(ValueError):
     """Malformed or unrecognised data: the message names the sample, the file and the problem."""
@@ -26,9 +28,8 @@ class DataNotFoundError(FileNotFoundError):
     def __init__(self, dataset_id: str, revision: str, reason: str) -> None:
         super().__init__(
             f"dataset {dataset_id!r} at revision {revision!r} is not available: {reason}\n"
-            f"Fetch it with `hf download {dataset_id} --repo-type dataset --revision {revision}` "
-            f"(older huggingface_hub: `huggingface-cli download --repo-type dataset {dataset_id} "
-            f"--revision {revision}`); for a gated or private dataset log in first (`hf auth login`). "
+            f"Fetch it with {hf_download_command(dataset_id, repo_type='dataset', revision=revision)}; "
+            f"for a gated or private dataset log in first with {HF_LOGIN_COMMAND}. "
             "Or point --data-dir at a local copy."
         )
         self.dataset_id = dataset_id

@@ -30,6 +30,7 @@ import datasets
 from huggingface_hub.errors import GatedRepoError
 from PIL import Image
 
+from ..hub_commands import HF_LOGIN_COMMAND
 from .errors import DataError, DataNotFoundError
 from .hf import find_layout, parquet_files
 from .release import load_image
@@ -65,7 +66,7 @@ class GatedDatasetError(DataNotFoundError):
             self,
             f"dataset {dataset_id!r} at revision {revision!r} is gated on the Hugging Face Hub ({reason}).\n"
             f"Accept its licence on https://huggingface.co/datasets/{dataset_id} (logged in, click "
-            "'Access repository'), then log in here with `huggingface-cli login` (or `hf auth login`) "
+            f"'Access repository'), then log in here with {HF_LOGIN_COMMAND} "
             "or set HF_TOKEN to a token of that account. Or point --data-dir at a local copy.",
         )
         self.dataset_id, self.revision, self.reason = dataset_id, revision, reason

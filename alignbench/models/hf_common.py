@@ -34,6 +34,7 @@ from transformers import (
 )
 from transformers.image_utils import PILImageResampling
 
+from ..hub_commands import hf_download_command
 from .base import AlignmentModel, CapabilityError, MapMethod, TextBatch
 from .image import ImageTransform
 
@@ -142,7 +143,7 @@ def load_hf_model(
     except OSError as exc:
         raise FileNotFoundError(
             f"{model_cls.__name__} weights {source!r} are neither a local folder nor in the Hugging Face cache; "
-            f"{_RUN_ONLINE} (`huggingface-cli download {source}`), or pass --checkpoint PATH to a save_pretrained "
+            f"{_RUN_ONLINE}, or fetch it with {hf_download_command(str(source), revision=revision)}, or pass --checkpoint PATH to a save_pretrained "
             f"folder ({exc})"
         ) from exc
     info = {

@@ -16,6 +16,8 @@ from pathlib import Path
 from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import LocalEntryNotFoundError
 
+from ..hub_commands import hf_download_command
+
 
 BUNDLED_DIR = Path(__file__).resolve().parents[1] / "assets" / "checkpoints"
 """Where checkpoints shipped inside the package live."""
@@ -89,7 +91,7 @@ def sha256_path(path: Path) -> str:
 
 def _how_to_fetch(src: CheckpointSource, model_name: str) -> str:
     if src.hf_repo:
-        get = f"`huggingface-cli download {src.hf_repo} {src.filename} --revision {src.revision}`"
+        get = hf_download_command(src.hf_repo, src.filename, revision=src.revision)
     else:
         get = f"download {src.url} into {cache_dir() / 'checkpoints'}"
     return f"run once with network access, or {get}, or pass --checkpoint PATH to a local copy of {model_name}'s weights"
