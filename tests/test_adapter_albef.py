@@ -20,14 +20,6 @@ OTHERS = ["two cats", "a small green square above a large yellow circle near the
 ATTENTION, GRADCAM = MapMethod("attention"), MapMethod("gradcam", layer=0, head_reduction="mean")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models run ~50x faster on one intra-op thread on a loaded shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 @pytest.fixture(scope="module")
 def spec():
     return MODELS.get("albef-tiny-random")

@@ -22,14 +22,6 @@ OTHERS = ["two cats", "a small green square above a large yellow circle near the
 SIMILARITY, RELEVANCY = MapMethod("patch-similarity"), MapMethod("relevancy")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models run ~50x faster on one intra-op thread on a loaded shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 @pytest.fixture(scope="module")
 def model():
     return alignbench.load_model("clip-tiny-random")

@@ -31,15 +31,6 @@ TASK = "align-bench-synth-global"
 PRECISION_ATOL = 1e-2  # documented tolerance of bf16/fp16 autocast scores against fp32
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Two cores are shared by many processes here; one intra-op thread keeps the tests fast."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tiny() -> alignbench.AlignmentModel:
     return alignbench.load_model(MODEL)
