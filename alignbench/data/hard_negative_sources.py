@@ -34,7 +34,7 @@ from ..hub_commands import HF_LOGIN_COMMAND
 from .errors import DataError, DataNotFoundError
 from .hf import find_layout, parquet_files
 from .release import load_image
-from .sources import DATA_SOURCES
+from .sources import DATA_SOURCES, synthetic_options
 from .source_base import IndexedSource, combined_fingerprint
 
 
@@ -431,12 +431,7 @@ class SyntheticHardNegatives:
 
 
 def synthetic_source(dataset: dict[str, Any], data_dir: str | None, options: dict[str, Any]) -> SyntheticHardNegatives:
-    defaults = dataset.get("options", {})
-    return SyntheticHardNegatives(
-        size=str(options.get("size", defaults.get("size", "mini"))),
-        seed=int(options.get("seed", defaults.get("seed", 0))),
-        split=dataset.get("split", "test"),
-    )
+    return SyntheticHardNegatives(**synthetic_options(dataset, options))
 
 
 SOURCES: dict[str, Callable[[dict[str, Any], "str | None", dict[str, Any]], Any]] = {

@@ -32,7 +32,7 @@ import datasets
 from .errors import DataError, DataNotFoundError
 from .hf import hub_snapshot
 from .release import load_image
-from .sources import DATA_SOURCES
+from .sources import DATA_SOURCES, synthetic_options
 from .synthetic import RetrievalItem, SyntheticRetrievalSource
 from .source_base import combined_fingerprint
 
@@ -181,12 +181,7 @@ def open_retrieval_source(dataset: dict[str, Any], data_dir: str | None, options
 
 
 def _synthetic_retrieval(dataset: dict[str, Any], data_dir: str | None, options: dict[str, Any]) -> SyntheticRetrievalSource:
-    defaults = dataset.get("options", {})
-    return SyntheticRetrievalSource(
-        size=str(options.get("size", defaults.get("size", "mini"))),
-        seed=int(options.get("seed", defaults.get("seed", 0))),
-        split=dataset.get("split", "test"),
-    )
+    return SyntheticRetrievalSource(**synthetic_options(dataset, options))
 
 
 DATA_SOURCES.register("hf-retrieval", open_retrieval_source)

@@ -23,15 +23,21 @@ def _align_bench(dataset: dict[str, Any], data_dir: str | None, options: dict[st
     )
 
 
+def synthetic_options(dataset: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """``size``, ``seed`` and ``split`` of a synthetic source: run options (``--task-option``)
+    override the task definition's ``options``."""
+    defaults = dataset.get("options", {})
+    return {
+        "size": str(options.get("size", defaults.get("size", "mini"))),
+        "seed": int(options.get("seed", defaults.get("seed", 0))),
+        "split": dataset.get("split", "test"),
+    }
+
+
 def _synthetic(dataset: dict[str, Any], data_dir: str | None, options: dict[str, Any]) -> Any:
     from .synthetic import SyntheticGroundingSource
 
-    defaults = dataset.get("options", {})
-    return SyntheticGroundingSource(
-        size=str(options.get("size", defaults.get("size", "mini"))),
-        seed=int(options.get("seed", defaults.get("seed", 0))),
-        split=dataset.get("split", "test"),
-    )
+    return SyntheticGroundingSource(**synthetic_options(dataset, options))
 
 
 DATA_SOURCES.register("align-bench", _align_bench)

@@ -26,7 +26,7 @@ from typing import Any
 from .errors import DataError, DataNotFoundError
 from .retrieval_sources import locate
 from .source_base import combined_fingerprint
-from .sources import DATA_SOURCES
+from .sources import DATA_SOURCES, synthetic_options
 from .synthetic import SyntheticVideoGroundingSource, SyntheticVideoRetrievalSource
 from .video import DEFAULT_FRAMES, ClipRetrievalItem, read_clip, require_av
 
@@ -132,13 +132,7 @@ def open_msrvtt(dataset: dict[str, Any], data_dir: str | None, options: dict[str
 
 def _open_synthetic(cls: type, dataset: dict[str, Any], data_dir: str | None, options: dict[str, Any]) -> Any:
     """A synthetic video source of class ``cls``; run options override the definition's."""
-    defaults = dataset.get("options", {})
-    return cls(
-        size=str(options.get("size", defaults.get("size", "mini"))),
-        seed=int(options.get("seed", defaults.get("seed", 0))),
-        split=dataset.get("split", "test"),
-        frames=_frames(dataset, options),
-    )
+    return cls(**synthetic_options(dataset, options), frames=_frames(dataset, options))
 
 
 DATA_SOURCES.register("msrvtt", open_msrvtt)
