@@ -16,7 +16,6 @@ from .console import console
 from .tasks.base import RunOptions
 
 
-
 def _parse_task_options(pairs: tuple[str, ...]) -> dict[str, Any]:
     """``key=value`` pairs (values parsed as YAML scalars); ``protocol.X=v`` sets a protocol override."""
     out: dict[str, Any] = {}

@@ -15,7 +15,6 @@ from .leaderboard import FORMATS, build_leaderboard, load_reported, load_results
 from .regress import DEFAULT_TOLERANCE, checks_table, compare, summary
 
 
-
 def model_loading_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """The options that say how a registered model is loaded (as in ``alignbench eval``)."""
     options = [

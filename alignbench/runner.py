@@ -301,7 +301,7 @@ def _run_group(runs: list[_TaskRun], model: AlignmentModel, model_name: str, opt
     with progress_bar(total=total, initial=initial, desc=desc, quiet=opts.quiet or not world.is_main) as bar:
         while remaining:
             try:
-                for batch in _batches(_loader(lead.task, model, remaining, batch_size, opts), device):
+                for batch in _batches(_loader(lead.task, model, remaining, batch_size, workers, opts), device):
                     new, seconds = _score(tasks, model, batch, opts, device)
                     forward_s += seconds
                     for run, records in zip(runs, new):
@@ -320,10 +320,9 @@ def _run_group(runs: list[_TaskRun], model: AlignmentModel, model_name: str, opt
     return world.on_main(lambda: [_finish(run, model, model_name, opts, started, forward_s, len(todo), batching, world) for run in runs])
 
 
-def _loader(task: SampleTask, model: AlignmentModel, indices: list[int], batch_size: int, opts: RunOptions) -> torch.utils.data.DataLoader:
-    """Batches of ``task``'s samples at ``indices``, prepared in worker processes (see
-    :meth:`RunOptions.workers_for`)."""
-    workers = opts.workers_for(-(-len(indices) // batch_size))
+def _loader(task: SampleTask, model: AlignmentModel, indices: list[int], batch_size: int, workers: int,
+            opts: RunOptions) -> torch.utils.data.DataLoader:
+    """Batches of ``task``'s samples at ``indices``, prepared in ``workers`` worker processes."""
     return torch.utils.data.DataLoader(
         task.torch_dataset(model, indices),
         batch_size=batch_size,
